@@ -1,0 +1,95 @@
+"""Timestamp parsing for the hot path: RFC 3339 or naive local text → epoch seconds.
+
+The contract's timestamps are RFC 3339 (``2026-03-02T08:15:30+08:00``, ``…Z``,
+fractions allowed) or naive local time (``2026-03-02 09:02:11``). Parsing goes
+through :func:`datetime.fromisoformat`, which validates; the epoch of each
+distinct minute (with its offset) is cached, so the millions of pings of a
+replay cost a dict look-up each instead of a datetime round trip.
+
+>>> parse_ts("2026-03-02T08:15:30+08:00")
+1772410530.0
+>>> parse_ts("2026-03-02 08:15:30")  # naive: Asia/Shanghai by default
+1772410530.0
+>>> parse_ts("2026-03-02T00:15:30.250Z")
+1772410530.25
+>>> parse_ts("2026-02-30T08:00:00+08:00")
+Traceback (most recent call last):
+...
+ValueError: day is out of range for month
+>>> format_ts(1772410530.0)
+'2026-03-02T08:15:30+08:00'
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone, tzinfo
+from zoneinfo import ZoneInfo
+
+__all__ = ["parse_ts", "format_ts", "to_datetime", "DEFAULT_TZ"]
+
+DEFAULT_TZ = ZoneInfo("Asia/Shanghai")
+_MINUTES: dict[tuple[str, object], float] = {}
+_MAX_CACHE = 500_000
+
+
+def _slow(s: str, tz: tzinfo) -> float:
+    if len(s) > 10 and s[10] == "t":
+        s = s[:10] + "T" + s[11:]
+    if s.endswith(("z", "Z")):
+        s = s[:-1] + "+00:00"
+    dt = datetime.fromisoformat(s)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=tz)
+    return dt.timestamp()
+
+
+_SECONDS = {f"{i:02d}": float(i) for i in range(60)}
+
+
+def parse_ts(s: str, tz: tzinfo = DEFAULT_TZ) -> float:
+    """Epoch seconds of an RFC 3339 or naive-local timestamp; ValueError if invalid."""
+    # fastest path: 'YYYY-MM-DDTHH:MM:SS+08:00' whose minute was seen before
+    if len(s) == 25:
+        base = _MINUTES.get((s[:17] + s[19:], None))
+        if base is not None:
+            sec = _SECONDS.get(s[17:19])
+            if sec is not None and s[16] == ":":
+                return base + sec
+    # fast path: 'YYYY-MM-DD?HH:MM:SS' + optional fraction + optional offset
+    if len(s) >= 19 and s[16] == ":" and s[13] == ":" and s[10] in "T ":
+        sec = s[17:19]
+        rest = s[19:]
+        frac = 0.0
+        if rest[:1] == ".":
+            i = 1
+            while i < len(rest) and rest[i].isdigit():
+                i += 1
+            if i == 1:
+                raise ValueError(f"invalid timestamp {s!r}")
+            frac = float("0" + rest[:i])
+            rest = rest[i:]
+        if sec.isdigit() and int(sec) < 60 and (rest == "" or rest == "Z" or
+                                                (len(rest) == 6 and rest[3] == ":")):
+            key = (s[:17] + rest, tz if rest == "" else None)
+            base = _MINUTES.get(key)
+            if base is None:
+                base = _slow(s[:17] + "00" + rest, tz)
+                if len(_MINUTES) >= _MAX_CACHE:
+                    _MINUTES.clear()
+                _MINUTES[key] = base
+            return base + int(sec) + frac
+    return _slow(s, tz)
+
+
+def to_datetime(t: float, tz: tzinfo = DEFAULT_TZ) -> datetime:
+    return datetime.fromtimestamp(t, tz)
+
+
+def format_ts(t: float, tz: tzinfo = DEFAULT_TZ) -> str:
+    """RFC 3339 in the local zone, seconds precision unless there is a fraction."""
+    dt = datetime.fromtimestamp(t, tz)
+    spec = "seconds" if dt.microsecond == 0 else "milliseconds"
+    return dt.isoformat(timespec=spec)
+
+
+UTC = timezone.utc

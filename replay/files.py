@@ -1,0 +1,67 @@
+"""Reading a contract directory (CONTRACT.md §2): which files, how to open them."""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+from lianwatch.models.parse import STREAMS
+from lianwatch.models.records import REFERENCE_MODELS
+
+__all__ = ["find_files", "open_lines", "REFERENCE_KINDS", "EVENT_STREAMS"]
+
+REFERENCE_KINDS = tuple(REFERENCE_MODELS)
+EVENT_STREAMS = STREAMS
+_CHUNK = 1 << 22
+
+
+def find_files(directory: str | Path) -> dict[str, Path]:
+    """Map each contract name present in ``directory`` to its file (``.jsonl`` or ``.jsonl.gz``)."""
+    d = Path(directory)
+    if not d.is_dir():
+        raise FileNotFoundError(f"input directory not found: {d}")
+    found: dict[str, Path] = {}
+    for name in (*REFERENCE_KINDS, *EVENT_STREAMS):
+        for suffix in (".jsonl", ".jsonl.gz"):
+            p = d / f"{name}{suffix}"
+            if p.is_file():
+                if name in found:
+                    raise ValueError(f"both {found[name].name} and {p.name} in {d}: keep one")
+                found[name] = p
+    return found
+
+
+def _open(path: Path) -> IO[bytes]:
+    if path.name.endswith(".gz"):
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    return open(path, "rb")
+
+
+def open_lines(path: Path) -> Iterator[tuple[int, bytes, int]]:
+    """Yield ``(line_number, line, bytes_read_so_far)`` for the non-blank lines of a file.
+
+    Reads in large chunks (no per-line I/O); a final line without a newline counts.
+    """
+    with _open(path) as f:
+        rest = b""
+        lineno = 0
+        done = 0
+        while True:
+            chunk = f.read(_CHUNK)
+            if not chunk:
+                break
+            done += len(chunk)
+            lines = (rest + chunk).split(b"\n")
+            rest = lines.pop()
+            for line in lines:
+                lineno += 1
+                if line.strip():
+                    yield lineno, line, done
+        if rest.strip():
+            yield lineno + 1, rest, done
+
+
+def total_size(paths: list[Path]) -> int:
+    return sum(p.stat().st_size for p in paths)

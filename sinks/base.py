@@ -1,0 +1,44 @@
+"""Sinks: where alerts, dead letters and archived events go.
+
+A sink takes batches and must be idempotent: writing the same alert version
+twice leaves one current row (at-least-once delivery never shows a duplicate).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from lianwatch.models.alert import Alert
+
+__all__ = ["AlertSink", "ListSink", "StoreError"]
+
+
+class StoreError(RuntimeError):
+    """The alert store cannot be reached or refused a statement."""
+
+
+class AlertSink(Protocol):
+    def write_alerts(self, alerts: Sequence[Alert]) -> None: ...
+    def close(self) -> None: ...
+
+
+class ListSink:
+    """A testing sink: keeps what it is given (latest version per id in ``current``)."""
+
+    def __init__(self) -> None:
+        self.written: list[Alert] = []
+        self.current: dict[str, Alert] = {}
+
+    def write_alerts(self, alerts: Sequence[Alert]) -> None:
+        for a in alerts:
+            self.written.append(a)
+            cur = self.current.get(a.alert_id)
+            if cur is None or a.version >= cur.version:
+                self.current[a.alert_id] = a
+
+    def close(self) -> None:
+        pass
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [a.to_json_dict() for a in self.current.values()]
