@@ -181,7 +181,7 @@ def replay_dir(
             buf = pending.setdefault(stream, [])
             buf.append((ev, raw))
             if len(buf) >= archive_batch:
-                store.archive(stream, buf)
+                store.archive(stream, buf, subject_of=ref.vehicle_of)
                 buf.clear()
 
     current: dict[str, Alert] = {}
@@ -212,7 +212,7 @@ def replay_dir(
         bar.close()
     for stream, buf in pending.items():
         if buf:
-            store.archive(stream, buf)
+            store.archive(stream, buf, subject_of=ref.vehicle_of)
     end = as_of if as_of is not None else (engine.max_t if engine.max_t > float("-inf") else None)
     alerts = sorted(current.values(), key=lambda a: (a.event_ts, a.rule, a.alert_id))
     if output is not None:

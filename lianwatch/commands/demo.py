@@ -55,8 +55,7 @@ def run(args: argparse.Namespace) -> int:
                             start=date(2026, 3, 2)))
     _say(f"      {time.perf_counter() - t0:.1f} s")
     _say(f"[2/3] 回放入库 replaying into the embedded store ({settings.store}: {data})")
-    store = open_store(settings, path=str(data / "store")) if settings.store == "chdb" \
-        else open_store(settings)
+    store = open_store(settings)
     store.truncate_all()
     out = data / "demo-alerts.jsonl"
     res = replay_dir(inp, out, tz=settings.zone, store=store)

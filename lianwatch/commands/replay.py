@@ -1,13 +1,23 @@
 """Re-run a contract directory in event time and write the alerts (CONTRACT.md §4).
 
-Records that cannot be read are set aside in ALERTS.deadletter.jsonl next to the
+    lianwatch replay --input DIR --output FILE [--rules FILE] [--as-of TS]
+
+Records that cannot be read are set aside in FILE's .deadletter.jsonl next to the
 output, with their reason, and counted; the run goes on. Exit 0 when it ran.
+
+What-if and archive slices (extensions):
+
+    lianwatch replay --from-store [--start TS --end TS] [--vehicle V|--village VL|--project PJ]
+                     [--rules other.toml] [--diff] [--diff-out diff.json] [--output FILE]
+    lianwatch replay --input DIR --rules other.toml --diff
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+
+import orjson
 
 from lianwatch.cli import CommandError
 from lianwatch.commands import parse_time_arg
@@ -16,21 +26,30 @@ from lianwatch.settings import Settings
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--input", required=True, metavar="DIR", help="contract directory")
-    p.add_argument("--output", required=True, metavar="FILE", help="alerts, one JSON per line")
+    p.add_argument("--input", metavar="DIR", help="contract directory")
+    p.add_argument("--output", metavar="FILE", help="alerts, one JSON per line")
     p.add_argument("--rules", metavar="FILE", help="rules TOML (defaults: the contract's)")
     p.add_argument("--as-of", metavar="TS", help="judge time-based rules at this time "
                    "(default: the newest event time in the input)")
     p.add_argument("--memory-events", type=int, default=1_000_000, metavar="N",
-                   help="events sorted in memory before spilling a run to disk")
+                   help="events sorted in memory before spilling to disk")
     p.add_argument("--store", action="store_true",
                    help="also write alerts and the raw-event archive to the alert store")
+    g = p.add_argument_group("archive slices and what-if")
+    g.add_argument("--from-store", action="store_true", help="replay the store's raw-event archive")
+    g.add_argument("--start", metavar="TS")
+    g.add_argument("--end", metavar="TS")
+    s = g.add_mutually_exclusive_group()
+    s.add_argument("--vehicle")
+    s.add_argument("--village")
+    s.add_argument("--project")
+    g.add_argument("--diff", action="store_true",
+                   help="compare with the alerts in the store: new, vanished, level changed")
+    g.add_argument("--diff-out", metavar="FILE", help="write the difference as JSON")
     p.add_argument("--quiet", action="store_true")
 
 
 def run(args: argparse.Namespace) -> int:
-    from lianwatch.replay.run import deadletter_path, replay_dir, summary_lines
-
     settings = Settings()
     tz = settings.zone
     try:
@@ -38,6 +57,12 @@ def run(args: argparse.Namespace) -> int:
     except RulesError as exc:
         raise CommandError(str(exc)) from None
     as_of = parse_time_arg(args.as_of, tz)
+    if args.from_store or args.diff:
+        return _whatif(args, settings, rules, as_of)
+    if not args.input or not args.output:
+        raise CommandError("--input and --output are required (or --from-store)")
+    from lianwatch.replay.run import deadletter_path, replay_dir, summary_lines
+
     store = None
     if args.store:
         from lianwatch.sinks.store import open_store
@@ -54,4 +79,39 @@ def run(args: argparse.Namespace) -> int:
             print(line, file=sys.stderr)
         if res.set_aside:
             print(f"set-aside records with reasons: {deadletter_path(args.output)}", file=sys.stderr)
+    return 0
+
+
+def _whatif(args, settings, rules, as_of) -> int:
+    from lianwatch.replay.run import replay_dir, write_alerts_jsonl
+    from lianwatch.replay.whatif import diff_alerts, format_diff, replay_store, stored_slice
+    from lianwatch.sinks.store import open_store
+
+    tz = settings.zone
+    start = parse_time_arg(args.start, tz)
+    end = parse_time_arg(args.end, tz)
+    subject_type, subject_id = next(((k, getattr(args, k)) for k in ("vehicle", "village", "project")
+                                     if getattr(args, k)), (None, None))
+    store = open_store(settings)
+    if args.from_store:
+        alerts = replay_store(store, rules=rules, start=start, end=end, subject_type=subject_type,
+                              subject_id=subject_id, as_of=as_of, tz=tz)
+    else:
+        if not args.input:
+            raise CommandError("--diff needs --input DIR or --from-store")
+        alerts = replay_dir(args.input, None, rules=rules, as_of=as_of, tz=tz,
+                            progress=False).alerts
+    if args.output:
+        write_alerts_jsonl(args.output, alerts)
+    print(f"replayed: {len(alerts)} alerts (rules {rules.source}, {rules.fingerprint()})",
+          file=sys.stderr)
+    if args.diff:
+        stored = stored_slice(store, start=start, end=end, subject_id=subject_id)
+        if start is None and end is None and subject_id is None:
+            stored = store.alerts(limit=10_000_000)
+        d = diff_alerts(stored, alerts)
+        print(format_diff(d))
+        if args.diff_out:
+            with open(args.diff_out, "wb") as f:
+                f.write(orjson.dumps(d.to_json(), option=orjson.OPT_INDENT_2))
     return 0
