@@ -77,6 +77,28 @@ def parse_event(
     return ev, None
 
 
+def fast_parser(stream: str, tz: tzinfo = DEFAULT_TZ):
+    """A parser for the hot loop of one stream: ``parse(raw) -> event | None``.
+
+    It does what :func:`parse_event` does for a good record, with fewer calls;
+    for a bad one it returns None and :func:`parse_event` gives the reason.
+    """
+    validate = _VALIDATORS[stream].validate_json
+    key = _KEY_FIELD[stream]
+
+    def parse(raw: bytes) -> dict[str, Any] | None:
+        try:
+            ev = validate(raw)
+            ev["t"] = parse_ts(ev["ts"], tz)
+        except (ValidationError, ValueError):
+            return None
+        ev["_s"] = stream
+        ev["_id"] = ev[key]
+        return ev
+
+    return parse
+
+
 def _json_reason(raw: bytes | str | dict[str, Any]) -> str:
     try:
         orjson.loads(raw)  # type: ignore[arg-type]

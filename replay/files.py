@@ -63,5 +63,28 @@ def open_lines(path: Path) -> Iterator[tuple[int, bytes, int]]:
             yield lineno + 1, rest, done
 
 
+def open_chunks(path: Path) -> Iterator[tuple[int, list[bytes], int]]:
+    """Yield ``(line_number_of_first, lines, bytes_read_so_far)`` per chunk of a file.
+
+    The lines of a chunk keep their numbering (blank lines included, as empty
+    ``bytes``), so a caller that enumerates them knows each line's number.
+    """
+    with _open(path) as f:
+        rest = b""
+        lineno = 1
+        done = 0
+        while True:
+            chunk = f.read(_CHUNK)
+            if not chunk:
+                break
+            done += len(chunk)
+            lines = (rest + chunk).split(b"\n")
+            rest = lines.pop()
+            yield lineno, lines, done
+            lineno += len(lines)
+        if rest:
+            yield lineno, [rest], done
+
+
 def total_size(paths: list[Path]) -> int:
     return sum(p.stat().st_size for p in paths)

@@ -24,9 +24,11 @@ from lianwatch.detectors import default_detectors
 from lianwatch.engine import Engine
 from lianwatch.models.alert import Alert
 from lianwatch.models.clock import DEFAULT_TZ, format_ts
-from lianwatch.models.parse import parse_event, parse_reference
+from lianwatch.models.parse import fast_parser, parse_event, parse_reference
 from lianwatch.reference import Reference
-from lianwatch.replay.files import EVENT_STREAMS, REFERENCE_KINDS, find_files, open_lines
+from lianwatch.replay.files import (
+    EVENT_STREAMS, REFERENCE_KINDS, find_files, open_chunks, open_lines,
+)
 from lianwatch.replay.sort import ExternalSorter
 from lianwatch.rules import RuleSet
 
@@ -115,20 +117,24 @@ def _events(files: dict[str, Path], dead: DeadLetters, tz: tzinfo, read: Counter
         p = files.get(stream)
         if p is None:
             continue
-        last = 0
         n = 0
-        for lineno, line, done in open_lines(p):
-            ev, why = parse_event(stream, line, tz)
-            if ev is None:
-                dead.add(stream, f"{p.name}:{lineno}", why or "invalid", line)
-                continue
-            n += 1
-            if archive is not None:
-                archive(stream, ev, line)
-            if progress is not None and done != last:
+        parse = fast_parser(stream, tz)
+        for first, lines, done in open_chunks(p):
+            for i, line in enumerate(lines):
+                ev = parse(line)
+                if ev is None:
+                    if not line.strip():
+                        continue
+                    ev, why = parse_event(stream, line, tz)
+                    if ev is None:
+                        dead.add(stream, f"{p.name}:{first + i}", why or "invalid", line)
+                        continue
+                n += 1
+                if archive is not None:
+                    archive(stream, ev, line)
+                yield ev
+            if progress is not None:
                 progress(done_before + done)
-                last = done
-            yield ev
         read[stream] += n
         done_before += p.stat().st_size
 
