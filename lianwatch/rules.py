@@ -33,7 +33,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["FuelRules", "PaymentRules", "ProjectRules", "RuleSet", "RULES", "RulesError"]
+__all__ = ["FuelRules", "PaymentRules", "ProjectRules", "RuleSet", "RULES", "RulesError",
+           "rule_name"]
 
 
 class RulesError(ValueError):
@@ -85,22 +86,43 @@ class ProjectRules(_Rules):
 _FAMILIES = {"fuel": FuelRules, "payment": PaymentRules, "project": ProjectRules}
 
 RULES: dict[str, dict[str, str]] = {
-    "fuel.not_at_station": {"family": "fuel", "subject": "vehicle", "level": "red"},
-    "fuel.gps_gap": {"family": "fuel", "subject": "vehicle", "level": "yellow"},
-    "fuel.over_capacity": {"family": "fuel", "subject": "vehicle", "level": "red"},
-    "fuel.no_distance": {"family": "fuel", "subject": "vehicle", "level": "yellow"},
-    "fuel.type_mismatch": {"family": "fuel", "subject": "vehicle", "level": "yellow"},
-    "payment.no_approval": {"family": "payment", "subject": "village", "level": "red"},
-    "payment.split": {"family": "payment", "subject": "village", "level": "red"},
-    "payment.conflict_of_interest": {"family": "payment", "subject": "village", "level": "red"},
-    "payment.duplicate": {"family": "payment", "subject": "village", "level": "yellow"},
-    "payment.cash": {"family": "payment", "subject": "village", "level": "yellow"},
-    "payment.unusual": {"family": "payment", "subject": "village", "level": "yellow"},
-    "project.overdue_start": {"family": "project", "subject": "project", "level": "yellow"},
-    "project.stalled": {"family": "project", "subject": "project", "level": "yellow"},
-    "project.overdue_completion": {"family": "project", "subject": "project", "level": "yellow"},
-    "project.disbursement_mismatch": {"family": "project", "subject": "project", "level": "red"},
+    "fuel.not_at_station": {"family": "fuel", "subject": "vehicle", "level": "red",
+                    "zh": "加油时车辆不在加油站", "en": "vehicle away from the station while fuelling"},
+    "fuel.gps_gap": {"family": "fuel", "subject": "vehicle", "level": "yellow",
+                    "zh": "加油时段无车辆定位", "en": "no GPS around a fuel purchase"},
+    "fuel.over_capacity": {"family": "fuel", "subject": "vehicle", "level": "red",
+                    "zh": "加油量超过油箱容量", "en": "fuel over tank capacity"},
+    "fuel.no_distance": {"family": "fuel", "subject": "vehicle", "level": "yellow",
+                    "zh": "未行驶即加油", "en": "fuelled without driving"},
+    "fuel.type_mismatch": {"family": "fuel", "subject": "vehicle", "level": "yellow",
+                    "zh": "加油油品与车辆不符", "en": "wrong fuel type"},
+    "payment.no_approval": {"family": "payment", "subject": "village", "level": "red",
+                    "zh": "大额支付未经审批", "en": "large payment without approval"},
+    "payment.split": {"family": "payment", "subject": "village", "level": "red",
+                    "zh": "疑似拆分支付规避审批", "en": "split payments"},
+    "payment.conflict_of_interest": {"family": "payment", "subject": "village", "level": "red",
+                    "zh": "向关联方付款", "en": "payment to a related party"},
+    "payment.duplicate": {"family": "payment", "subject": "village", "level": "yellow",
+                    "zh": "疑似重复支付", "en": "duplicate payment"},
+    "payment.cash": {"family": "payment", "subject": "village", "level": "yellow",
+                    "zh": "大额现金支付", "en": "large cash payment"},
+    "payment.unusual": {"family": "payment", "subject": "village", "level": "yellow",
+                    "zh": "支付异常", "en": "unusual payment"},
+    "project.overdue_start": {"family": "project", "subject": "project", "level": "yellow",
+                    "zh": "项目逾期未开工", "en": "project not started"},
+    "project.stalled": {"family": "project", "subject": "project", "level": "yellow",
+                    "zh": "项目长期停滞", "en": "project stalled"},
+    "project.overdue_completion": {"family": "project", "subject": "project", "level": "yellow",
+                    "zh": "项目逾期未完工", "en": "project overdue"},
+    "project.disbursement_mismatch": {"family": "project", "subject": "project", "level": "red",
+                    "zh": "资金拨付与进度不符", "en": "disbursement ahead of progress"},
 }
+
+
+def rule_name(rule: str, lang: str = "zh") -> str:
+    """The rule's short name for people (Chinese by default)."""
+    meta = RULES.get(rule)
+    return meta[lang if lang in ("zh", "en") else "zh"] if meta else rule
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -117,7 +139,9 @@ class RuleSet:
         data = dict(data or {})
         self.source = source
         self.raw = data
-        unknown = set(data) - {*_FAMILIES, "unit", "village", "disabled", "meta"}
+        # lifecycle / notify sections belong to the notifier's policy (lianwatch.lifecycle)
+        unknown = set(data) - {*_FAMILIES, "unit", "village", "disabled", "meta", "lifecycle",
+                               "notify"}
         if unknown:
             raise RulesError(f"unknown section(s) in rules: {', '.join(sorted(unknown))}")
         self._base = {fam: data.get(fam, {}) for fam in _FAMILIES}

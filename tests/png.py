@@ -11,7 +11,7 @@ from pathlib import Path
 def read_png(path: str | Path) -> tuple[int, int, list[tuple[int, int, int]]]:
     data = Path(path).read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
-    pos, idat, w = 8, b"", h = 0
+    pos, idat = 8, b""
     w = h = 0
     ctype = 2
     while pos < len(data):

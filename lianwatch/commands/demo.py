@@ -43,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
     if args.data_dir:
         settings = settings.model_copy(update={"data_dir": args.data_dir})
     lang = args.lang or settings.lang
+    settings = settings.model_copy(update={"lang": lang})
     data = Path(settings.data_dir)
     inp = data / "demo-input"
     if inp.exists():

@@ -13,21 +13,13 @@ from lianwatch.incident.reconstruct import Reconstruction
 from lianwatch.models.clock import DEFAULT_TZ, format_ts
 from lianwatch.models.geo import to_wgs84
 from lianwatch.models.parse import parse_event
+from lianwatch.rules import RULES
 
 __all__ = ["render_incident"]
 
 _E = html.escape
 LEVEL_COLOUR = {"red": "#d32f2f", "yellow": "#f9a825", "green": "#2e7d32"}
-RULE_ZH = {
-    "fuel.not_at_station": "加油时车辆不在加油站", "fuel.gps_gap": "加油前后无定位",
-    "fuel.over_capacity": "加油量超油箱容量", "fuel.no_distance": "两次加油间行驶过短",
-    "fuel.type_mismatch": "油品不符", "payment.no_approval": "大额支付未审批",
-    "payment.split": "拆分支付", "payment.conflict_of_interest": "向关联方支付",
-    "payment.duplicate": "重复支付", "payment.cash": "大额现金支付",
-    "payment.unusual": "异常支付", "project.overdue_start": "项目逾期未开工",
-    "project.stalled": "项目停滞", "project.overdue_completion": "项目逾期未完工",
-    "project.disbursement_mismatch": "资金拨付超进度",
-}
+RULE_ZH = {rule: meta["zh"] for rule, meta in RULES.items()}
 
 
 def _svg_map(rec: Reconstruction, tz) -> str:

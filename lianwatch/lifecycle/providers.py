@@ -1,0 +1,232 @@
+"""SMS providers: the outbox (embedded default), Aliyun SMS and Tencent Cloud SMS.
+
+A provider sends one :class:`Message` and answers a :class:`SendResult`, or
+raises (a network error, a throttle): the notifier retries with backoff and
+records every attempt, so a failed send is never lost. The SDKs are imported
+only when their provider is used (``pip install 'lianwatch[sms]'``).
+
+Both carriers send registered templates: the message carries the template
+(``alert`` or ``digest``, see :mod:`lianwatch.lifecycle.texts`) and its
+variables; the template codes come from the environment.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+from datetime import tzinfo
+from pathlib import Path
+from typing import Any, Protocol
+
+import orjson
+
+from lianwatch.lifecycle.config import AliyunSmsSettings, NotifySettings, TencentSmsSettings
+from lianwatch.lifecycle.texts import PARAM_ORDER, mask_numbers, normalize_phone
+from lianwatch.models.clock import DEFAULT_TZ, format_ts
+
+__all__ = ["Message", "SendResult", "SmsProvider", "ProviderError", "OutboxProvider",
+           "AliyunSmsProvider", "TencentSmsProvider", "make_provider"]
+
+
+class ProviderError(RuntimeError):
+    """A provider cannot be used (missing settings, SDK not installed)."""
+
+
+@dataclass(frozen=True)
+class Message:
+    phone: str  # digits, mainland numbers without +86
+    template: str  # "alert" | "digest"
+    params: dict[str, str]
+    text: str  # the template rendered with params (without the signature)
+    ref: str  # our id of this SMS (Aliyun OutId, Tencent SessionContext)
+    at: float
+    meta: dict[str, Any] = field(default_factory=dict)  # masked phone, role, levels, alert ids
+
+
+@dataclass(frozen=True)
+class SendResult:
+    ok: bool
+    provider_id: str = ""
+    error: str = ""
+
+
+class SmsProvider(Protocol):
+    name: str
+    sign_name: str
+    #: longest variable value the carrier takes (None: no limit)
+    param_max_len: int | None
+
+    def send(self, msg: Message) -> SendResult: ...
+
+
+class OutboxProvider:
+    """Sends nothing: appends each SMS to a JSONL file (masked number) for review.
+
+    The notifier records it in the ``notifications`` table like any send.
+    """
+
+    name = "outbox"
+    param_max_len: int | None = None
+
+    def __init__(self, path: str | Path, sign_name: str = "廉情监督",
+                 tz: tzinfo = DEFAULT_TZ) -> None:
+        self.path = Path(path)
+        self.sign_name = sign_name
+        self.tz = tz
+        self._lock = threading.Lock()
+
+    def send(self, msg: Message) -> SendResult:
+        rec = {"at": format_ts(msg.at, self.tz), "ref": msg.ref, **msg.meta,
+               "template": msg.template, "params": msg.params,
+               "text": f"【{self.sign_name}】{msg.text}"}
+        rec.pop("phone", None)
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "ab") as f:
+                f.write(orjson.dumps(rec, option=orjson.OPT_APPEND_NEWLINE))
+        return SendResult(True, provider_id=f"outbox:{msg.ref}")
+
+    def read(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        return [orjson.loads(line) for line in self.path.read_bytes().splitlines() if line]
+
+
+def _params_json(params: dict[str, str]) -> str:
+    return json.dumps(params, ensure_ascii=False, separators=(",", ":"))
+
+
+class AliyunSmsProvider:
+    """Aliyun SMS ``SendSms`` (dysmsapi 2017-05-25) through the official SDK.
+
+    ``TemplateParam`` is the variables as JSON; ``OutId`` our SMS id.
+    """
+
+    name = "aliyun"
+
+    def __init__(self, cfg: AliyunSmsSettings | None = None) -> None:
+        self.cfg = cfg or AliyunSmsSettings()
+        self.sign_name = self.cfg.sign_name
+        self.param_max_len = self.cfg.param_max_len
+        missing = [n for n, v in (
+            ("LIANWATCH_ALIYUN_SMS_ACCESS_KEY_ID", self.cfg.access_key_id.get_secret_value()),
+            ("LIANWATCH_ALIYUN_SMS_ACCESS_KEY_SECRET",
+             self.cfg.access_key_secret.get_secret_value()),
+            ("LIANWATCH_ALIYUN_SMS_SIGN_NAME", self.cfg.sign_name),
+            ("LIANWATCH_ALIYUN_SMS_TEMPLATE_ALERT", self.cfg.template_alert),
+            ("LIANWATCH_ALIYUN_SMS_TEMPLATE_DIGEST", self.cfg.template_digest)) if not v]
+        if missing:
+            raise ProviderError(f"Aliyun SMS is not configured: set {', '.join(missing)}")
+        try:
+            from alibabacloud_dysmsapi20170525 import models as sms_models
+            from alibabacloud_dysmsapi20170525.client import Client
+            try:  # tea-openapi ≥ 0.4 (darabonba core)
+                from alibabacloud_tea_openapi import utils_models as open_api_models
+            except ImportError:  # older: Config in .models
+                from alibabacloud_tea_openapi import models as open_api_models
+        except ImportError as exc:
+            raise ProviderError("Aliyun SMS needs alibabacloud-dysmsapi20170525 and "
+                                f"alibabacloud-tea-openapi (pip install 'lianwatch[sms]'): {exc}"
+                                ) from None
+        self._models = sms_models
+        self.client = Client(open_api_models.Config(
+            access_key_id=self.cfg.access_key_id.get_secret_value(),
+            access_key_secret=self.cfg.access_key_secret.get_secret_value(),
+            endpoint=self.cfg.endpoint, region_id=self.cfg.region_id,
+            connect_timeout=self.cfg.connect_timeout_ms, read_timeout=self.cfg.read_timeout_ms))
+
+    def request(self, msg: Message) -> Any:
+        """The SDK request for ``msg`` (the SDK signs it when sent)."""
+        return self._models.SendSmsRequest(
+            phone_numbers=normalize_phone(msg.phone), sign_name=self.cfg.sign_name,
+            template_code=(self.cfg.template_digest if msg.template == "digest"
+                           else self.cfg.template_alert),
+            template_param=_params_json(msg.params), out_id=msg.ref)
+
+    def send(self, msg: Message) -> SendResult:
+        resp = self.client.send_sms(self.request(msg))
+        body = resp.body
+        if body is not None and body.code == "OK":
+            return SendResult(True, provider_id=body.biz_id or "")
+        code = getattr(body, "code", None) or "NoBody"
+        text = getattr(body, "message", None) or ""
+        return SendResult(False, error=mask_numbers(f"aliyun {code}: {text}"))
+
+
+def e164(phone: str) -> str:
+    """``+8613800000012`` for a mainland mobile number; other numbers get a ``+``."""
+    d = normalize_phone(phone)
+    if len(d) == 11 and d.startswith("1"):
+        return "+86" + d
+    return "+" + d
+
+
+class TencentSmsProvider:
+    """Tencent Cloud SMS ``SendSms`` (2021-01-11) through the official SDK.
+
+    ``TemplateParamSet`` is the variables in :data:`PARAM_ORDER`; ``SessionContext``
+    our SMS id.
+    """
+
+    name = "tencent"
+
+    def __init__(self, cfg: TencentSmsSettings | None = None) -> None:
+        self.cfg = cfg or TencentSmsSettings()
+        self.sign_name = self.cfg.sign_name
+        self.param_max_len = self.cfg.param_max_len
+        missing = [n for n, v in (
+            ("LIANWATCH_TENCENT_SMS_SECRET_ID", self.cfg.secret_id.get_secret_value()),
+            ("LIANWATCH_TENCENT_SMS_SECRET_KEY", self.cfg.secret_key.get_secret_value()),
+            ("LIANWATCH_TENCENT_SMS_SDK_APP_ID", self.cfg.sdk_app_id),
+            ("LIANWATCH_TENCENT_SMS_SIGN_NAME", self.cfg.sign_name),
+            ("LIANWATCH_TENCENT_SMS_TEMPLATE_ALERT", self.cfg.template_alert),
+            ("LIANWATCH_TENCENT_SMS_TEMPLATE_DIGEST", self.cfg.template_digest)) if not v]
+        if missing:
+            raise ProviderError(f"Tencent Cloud SMS is not configured: set {', '.join(missing)}")
+        try:
+            from tencentcloud.common import credential
+            from tencentcloud.common.profile.client_profile import ClientProfile
+            from tencentcloud.common.profile.http_profile import HttpProfile
+            from tencentcloud.sms.v20210111 import models as sms_models
+            from tencentcloud.sms.v20210111 import sms_client
+        except ImportError as exc:
+            raise ProviderError("Tencent Cloud SMS needs tencentcloud-sdk-python-sms "
+                                f"(pip install 'lianwatch[sms]'): {exc}") from None
+        self._models = sms_models
+        cred = credential.Credential(self.cfg.secret_id.get_secret_value(),
+                                     self.cfg.secret_key.get_secret_value())
+        profile = ClientProfile(httpProfile=HttpProfile(endpoint=self.cfg.endpoint,
+                                                        reqTimeout=self.cfg.timeout_s))
+        self.client = sms_client.SmsClient(cred, self.cfg.region, profile)
+
+    def request(self, msg: Message) -> Any:
+        req = self._models.SendSmsRequest()
+        req.PhoneNumberSet = [e164(msg.phone)]
+        req.SmsSdkAppId = self.cfg.sdk_app_id
+        req.SignName = self.cfg.sign_name
+        req.TemplateId = (self.cfg.template_digest if msg.template == "digest"
+                          else self.cfg.template_alert)
+        req.TemplateParamSet = [msg.params.get(k, "") for k in PARAM_ORDER[msg.template]]
+        req.SessionContext = msg.ref
+        return req
+
+    def send(self, msg: Message) -> SendResult:
+        resp = self.client.SendSms(self.request(msg))
+        st = (resp.SendStatusSet or [None])[0]
+        if st is not None and st.Code == "Ok":
+            return SendResult(True, provider_id=st.SerialNo or "")
+        code = getattr(st, "Code", None) or "NoStatus"
+        text = getattr(st, "Message", None) or ""
+        return SendResult(False, error=mask_numbers(f"tencent {code}: {text}"))
+
+
+def make_provider(notify_settings: NotifySettings | None = None, data_dir: str | Path = ".",
+                  sign_name: str = "廉情监督", tz: tzinfo = DEFAULT_TZ) -> SmsProvider:
+    """The configured provider (``LIANWATCH_NOTIFY_PROVIDER``, default the outbox)."""
+    ns = notify_settings or NotifySettings()
+    if ns.provider == "aliyun":
+        return AliyunSmsProvider()
+    if ns.provider == "tencent":
+        return TencentSmsProvider()
+    return OutboxProvider(ns.outbox or Path(data_dir) / "outbox.jsonl", sign_name=sign_name, tz=tz)
