@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import heapq
 import marshal
+from bisect import bisect_left
+from itertools import islice
 import tempfile
 from collections.abc import Iterable, Iterator
 from operator import itemgetter
@@ -32,6 +34,7 @@ __all__ = ["ExternalSorter", "sort_key"]
 
 #: event time, stream name, the record's id (``_id``, set by ``parse_event``)
 sort_key = itemgetter("t", "_s", "_id")
+_PIECE = 8192  # events per marshal piece of a spilled run
 
 
 class ExternalSorter:
@@ -59,57 +62,55 @@ class ExternalSorter:
     # ------------------------------------------------------------------ spilling
     def _spilled(self, buf: list[dict[str, Any]], rest: Iterator[dict[str, Any]]):
         width = self.bucket_seconds
-        flush_at = max(1, self.max_in_memory // 2)
-        index: dict[int, list[tuple[int, int, int]]] = {}  # bucket → [(offset, size, count)]
+        chunk = max(1, self.max_in_memory // 2)
+        index: dict[int, list[tuple[int, list[tuple[int, int]]]]] = {}  # bucket → [(count, pieces)]
         with tempfile.TemporaryFile(prefix="lianwatch-sort-", dir=self.tmpdir) as f:
-            buckets: dict[int, list[dict[str, Any]]] = {}
-            held = 0
-            for ev in _chain(buf, rest):
-                b = int(ev["t"] // width)
-                lst = buckets.get(b)
-                if lst is None:
-                    buckets[b] = lst = []
-                lst.append(ev)
-                held += 1
-                if held >= flush_at:
-                    self._flush(f, buckets, index)
-                    held = 0
-            self._flush(f, buckets, index)
+            self._flush(f, buf, index, width)
             del buf
+            while True:
+                part = list(islice(rest, chunk))
+                if not part:
+                    break
+                self._flush(f, part, index, width)
+                del part
             for b in sorted(index):
                 yield from self._bucket(f, index.pop(b))
 
-    def _flush(self, f: BinaryIO, buckets: dict[int, list[dict[str, Any]]],
-               index: dict[int, list[tuple[int, int, int]]]) -> None:
+    def _flush(self, f: BinaryIO, part: list[dict[str, Any]],
+               index: dict[int, list[tuple[int, list[tuple[int, int]]]]], width: float) -> None:
+        """Sort a chunk (in C), cut it at bucket boundaries, write each slice as a block."""
+        part.sort(key=sort_key)
+        times = [ev["t"] for ev in part]
         f.seek(0, 2)
-        for b, lst in buckets.items():
-            lst.sort(key=sort_key)
-            data = marshal.dumps(lst)
-            index.setdefault(b, []).append((f.tell(), len(data), len(lst)))
-            f.write(data)
+        i, n = 0, len(part)
+        while i < n:
+            b = int(times[i] // width)
+            j = bisect_left(times, (b + 1) * width, i, n)
+            pieces = []  # a run is written in pieces, so a huge bucket merges lazily
+            for k in range(i, j, _PIECE):
+                data = marshal.dumps(part[k:min(j, k + _PIECE)])
+                pieces.append((f.tell(), len(data)))
+                f.write(data)
+            index.setdefault(b, []).append((j - i, pieces))
             self.runs_spilled += 1
-        buckets.clear()
+            i = j
 
-    def _bucket(self, f: BinaryIO, blocks: list[tuple[int, int, int]]) -> Iterator[dict[str, Any]]:
+    def _bucket(self, f: BinaryIO, runs: list[tuple[int, list[tuple[int, int]]]]
+                ) -> Iterator[dict[str, Any]]:
         def load(off: int, size: int) -> list[dict[str, Any]]:
             f.seek(off)
             return marshal.loads(f.read(size))
 
-        if sum(c for _, _, c in blocks) <= self.max_in_memory:
+        def run_iter(pieces: list[tuple[int, int]]) -> Iterator[dict[str, Any]]:
+            for off, size in pieces:
+                yield from load(off, size)
+
+        if sum(c for c, _ in runs) <= self.max_in_memory:
             evs: list[dict[str, Any]] = []
-            for off, size, _ in blocks:
-                evs.extend(load(off, size))
-            evs.sort(key=sort_key)  # runs of sorted blocks: Timsort merges them
+            for _, pieces in runs:
+                for off, size in pieces:
+                    evs.extend(load(off, size))
+            evs.sort(key=sort_key)  # sorted runs: Timsort merges them
             yield from evs
-        else:  # a bucket larger than memory: merge its sorted blocks lazily
-            yield from heapq.merge(*(_lazy(load, off, size) for off, size, _ in blocks),
-                                   key=sort_key)
-
-
-def _lazy(load, off: int, size: int) -> Iterator[dict[str, Any]]:
-    yield from load(off, size)
-
-
-def _chain(first: list[dict[str, Any]], rest: Iterator[dict[str, Any]]):
-    yield from first
-    yield from rest
+        else:  # a bucket larger than memory: merge its runs a piece at a time
+            yield from heapq.merge(*(run_iter(pieces) for _, pieces in runs), key=sort_key)
