@@ -225,8 +225,8 @@ def replay_dir(
         write_alerts_jsonl(output, alerts)
     if store is not None:
         store.write_alerts(alerts)
-        store.write_deadletters(
-            dict(it, received_t=end or 0.0) for it in dead.items)
+        received = time.time()  # when they were set aside (the dead-letter TTL counts from it)
+        store.write_deadletters(dict(it, received_t=received) for it in dead.items)
     dead.close()
     return ReplayResult(alerts=alerts, read=read, set_aside=dead.counts,
                         seconds=time.perf_counter() - t0, as_of=end, after_as_of=after,

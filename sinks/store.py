@@ -2,11 +2,19 @@
 
 It speaks ClickHouse SQL to a backend: chDB (embedded, the default, a data
 directory) or a ClickHouse server (:mod:`lianwatch.sinks.server`). The same
-tables serve both (:mod:`lianwatch.sinks.schema`).
+tables serve both (:mod:`lianwatch.sinks.schema`); ``store.caps`` says how they
+are rendered (on an 18.16 server a timestamp is ``DateTime`` + ``<col>_ms``:
+use :func:`~lianwatch.sinks.schema.ts_ms_sql` for SQL that runs on both).
+
+Writes go in *canonical rows* (tuples in the table's column order, timestamps
+as epoch milliseconds): ``rows_for_*`` build them, :meth:`AlertStore.insert_rows`
+sends them. The :class:`~lianwatch.sinks.writer.Writer` batches, retries and
+spills the same rows.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
@@ -17,39 +25,101 @@ from lianwatch.models.alert import Alert
 from lianwatch.models.clock import DEFAULT_TZ, parse_ts
 from lianwatch.sinks.base import StoreError
 from lianwatch.sinks.schema import (
-    SCHEMA_VERSION, TABLES, column_names, render_add_columns, render_all,
+    SCHEMA_VERSION, TABLES, VIEWS, Capabilities, canonical_row, column_types, render_add_column,
+    render_table, render_view, to_ms, ts_cmp_sql, ts_ms_sql,
 )
 
-__all__ = ["AlertStore", "open_store"]
+__all__ = ["AlertStore", "open_store", "connect"]
 
-_ARCHIVE_COLS = ["subject_id", "event_time", "event_id", "raw"]
+log = logging.getLogger(__name__)
+
 _SUBJECT = {"gps": "vehicle_id", "fuel": "vehicle_id", "payments": "village_id",
             "progress": "project_id"}
+_EVENT_ID = {"fuel": "txn_id", "payments": "payment_id", "progress": "report_id"}
+_ALERT_SELECT = ("alert_id, version, rule, level, subject_type, subject_id, unit_id, "
+                 "village_id, event_ts, detected_at, title, title_en, evidence, source_event_ids")
 
 
-def _tsv(s: str) -> str:
-    return s.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+def _norm_type(t: str) -> str:
+    return t.replace(" ", "").replace('"', "'")
 
 
 class AlertStore:
     def __init__(self, backend: Any, database: str = "lianwatch") -> None:
         self.backend = backend
         self.db = database
-        self.caps = backend.caps
+        #: statements the last :meth:`migrate` ran (empty: nothing to do)
+        self.last_migration: list[str] = []
+
+    @property
+    def caps(self) -> Capabilities:
+        return self.backend.caps
+
+    def __repr__(self) -> str:
+        return f"AlertStore({self.backend!r}, database={self.db!r})"
 
     # ------------------------------------------------------------------ schema
+    def _inspect(self) -> dict[str, Any]:
+        """What exists: {"database": bool, "tables": {name: engine}, "columns": {t: {c: type}}}."""
+        db = _q(self.db)
+        dbs = self.query(f"SELECT name FROM system.databases WHERE name = {db}")
+        tables = {r["name"]: r["engine"] for r in self.query(
+            f"SELECT name, engine FROM system.tables WHERE database = {db}")}
+        cols: dict[str, dict[str, str]] = {}
+        for r in self.query(f"SELECT table, name, type FROM system.columns WHERE database = {db}"):
+            cols.setdefault(r["table"], {})[r["name"]] = r["type"]
+        return {"database": bool(dbs), "tables": tables, "columns": cols}
+
+    def plan_migration(self, info: dict[str, Any] | None = None) -> list[str]:
+        """The statements that bring this store to the current schema (empty: up to date)."""
+        info = info or self._inspect()
+        caps = self.caps
+        out: list[str] = []
+        if not info["database"]:
+            out.append(f"CREATE DATABASE IF NOT EXISTS {self.db}")
+        for t in TABLES.values():
+            have = info["columns"].get(t.name)
+            if t.name not in info["tables"]:
+                out.append(render_table(t, caps, self.db))
+                continue
+            prev = None
+            for name, _typ, _c in column_types(t, caps):
+                if name not in (have or {}):
+                    out.append(render_add_column(t, caps, self.db, name, after=prev))
+                prev = name
+        for v in VIEWS.values():
+            if v.name not in info["tables"]:
+                out.append(render_view(v, self.db))
+            elif v.name == "alerts_current":
+                want = {n for n, _, _ in column_types("alerts", caps)}
+                if set(info["columns"].get(v.name, {})) != want:  # the table got columns
+                    out.append(f"DROP TABLE IF EXISTS {self.db}.{v.name}")
+                    out.append(render_view(v, self.db))
+        return out
+
     def migrate(self) -> int:
-        """Create missing tables and columns; record the schema version. Idempotent."""
-        current = self.schema_version()
-        for stmt in render_all(self.caps, self.db):
-            self.backend.execute(stmt)
-        if current and current < SCHEMA_VERSION:
-            for t in TABLES.values():
-                for stmt in render_add_columns(t, self.caps, self.db, current):
-                    self.backend.execute(stmt)
-        if current != SCHEMA_VERSION:
-            self._insert("schema_version", [{"version": SCHEMA_VERSION,
-                                             "applied_time": _now_placeholder()}])
+        """Create missing tables, columns and views; record the schema version. Idempotent.
+
+        Any older schema (or none) is brought to :data:`SCHEMA_VERSION` by looking at
+        what exists (``system.tables``/``system.columns``), never by trusting the
+        recorded version alone; a second run does nothing.
+        """
+        plan = self.plan_migration()
+        done = []
+        for stmt in plan:
+            try:
+                self.backend.execute(stmt)
+            except StoreError:
+                # another process may have added it meanwhile: fine if it is there now
+                if " ADD COLUMN " in stmt and stmt not in self.plan_migration():
+                    continue
+                raise
+            done.append(stmt)
+            log.info("migrate %s: %s", self.db, stmt.splitlines()[0])
+        if self.schema_version() < SCHEMA_VERSION:
+            self.insert_rows("schema_version", [(SCHEMA_VERSION, to_ms(_now()))])
+            done.append(f"-- schema_version {SCHEMA_VERSION}")
+        self.last_migration = done
         return SCHEMA_VERSION
 
     def schema_version(self) -> int:
@@ -59,67 +129,134 @@ class AlertStore:
             return 0
         return int(rows[0]["v"] or 0) if rows else 0
 
-    # ------------------------------------------------------------------ writes
-    def _ts_value(self, t: float) -> Any:
-        if self.caps.datetime64:
-            return f"{t:.3f}"
-        return int(t)
+    def check(self) -> dict[str, Any]:
+        """What is wrong with the store, without changing it (``lianwatch db check``)."""
+        report: dict[str, Any] = {"backend": self.backend.kind, "database": self.db,
+                                  "server_version": self.backend.server_version(),
+                                  "expected_schema": SCHEMA_VERSION, "problems": [],
+                                  "notes": []}
+        info = self._inspect()
+        problems, notes = report["problems"], report["notes"]
+        report["schema_version"] = self.schema_version() if "schema_version" in info[
+            "tables"] else 0
+        if not info["database"]:
+            problems.append(f"database {self.db} is missing")
+        for t in TABLES.values():
+            if t.name not in info["tables"]:
+                if info["database"]:
+                    problems.append(f"table {t.name} is missing")
+                continue
+            have = info["columns"].get(t.name, {})
+            want = {n: typ for n, typ, _ in column_types(t, self.caps)}
+            for n, typ in want.items():
+                if n not in have:
+                    problems.append(f"column {t.name}.{n} is missing")
+                elif _norm_type(have[n]) != _norm_type(typ):
+                    notes.append(f"column {t.name}.{n} is {have[n]}, the schema says {typ}")
+            for n in have:
+                if n not in want:
+                    notes.append(f"column {t.name}.{n} is not in the schema")
+            engine = t.engine.split("(")[0]
+            if info["tables"][t.name] != engine:
+                notes.append(f"table {t.name} has engine {info['tables'][t.name]}, new stores "
+                             f"get {engine}")
+        for v in VIEWS.values():
+            if info["database"] and v.name not in info["tables"]:
+                problems.append(f"view {v.name} is missing")
+        sv = report["schema_version"]
+        if info["database"] and sv < SCHEMA_VERSION:
+            problems.append(f"schema version {sv} is older than {SCHEMA_VERSION}")
+        elif sv > SCHEMA_VERSION:
+            problems.append(f"schema version {sv} is newer than this lianwatch ({SCHEMA_VERSION})")
+        counts = {}
+        for t in TABLES:
+            if t in info["tables"]:
+                try:
+                    counts[t] = int(self.query(f"SELECT count() AS n FROM {self.db}.{t}")[0]["n"])
+                except StoreError as exc:
+                    problems.append(f"table {t} cannot be read: {exc}")
+        if "alerts" in info["tables"]:
+            try:
+                counts["alerts_current"] = int(self.query(
+                    f"SELECT count() AS n FROM {self.current_alerts_sql()}")[0]["n"])
+            except StoreError as exc:  # pragma: no cover - read above
+                problems.append(f"alerts cannot be read: {exc}")
+        report["counts"] = counts
+        report["ok"] = not problems
+        return report
 
-    def _insert(self, table: str, rows: list[dict[str, Any]]) -> None:
-        cols = column_names(table, self.caps)
-        if not self.caps.datetime64:
-            for r in rows:
-                for c in list(r):
-                    if c.endswith("_time") and f"{c}_ms" in cols:
-                        v = float(r[c])
-                        r[c] = int(v)
-                        r[f"{c}_ms"] = int(round((v - int(v)) * 1000)) % 1000
-        else:
-            for r in rows:
-                for c in list(r):
-                    if c.endswith("_time"):
-                        r[c] = f"{float(r[c]):.3f}"
-        self.backend.insert_json_rows(f"{self.db}.{table}", rows)
-
-    def write_alerts(self, alerts: Sequence[Alert]) -> None:
+    # ------------------------------------------------------------------ canonical rows
+    def rows_for_alerts(self, alerts: Iterable[Alert]) -> list[tuple]:
         rows = []
         for a in alerts:
             pos = a.evidence.get("vehicle_position") or a.evidence.get("station") or {}
-            rows.append({
-                "alert_id": a.alert_id, "version": a.version, "rule": a.rule, "level": a.level,
-                "subject_type": a.subject_type, "subject_id": a.subject_id,
-                "unit_id": a.unit_id or "", "village_id": a.village_id or "",
-                "event_time": parse_ts(a.event_ts), "detected_time": parse_ts(a.detected_at),
-                "event_ts": a.event_ts, "detected_at": a.detected_at, "title": a.title,
-                "title_en": a.title_en,
-                "evidence": orjson.dumps(a.evidence).decode(),
-                "source_event_ids": list(a.source_event_ids),
-                "lat": float(pos.get("lat", "nan")), "lon": float(pos.get("lon", "nan")),
-            })
-        self._insert("alerts", rows)
+            if not isinstance(pos, dict):
+                pos = {}
+            rows.append((
+                a.alert_id, int(a.version), a.rule, a.level, a.subject_type, a.subject_id,
+                a.unit_id or "", a.village_id or "",
+                to_ms(parse_ts(a.event_ts)), to_ms(parse_ts(a.detected_at)),
+                a.event_ts, a.detected_at, a.title, a.title_en,
+                orjson.dumps(a.evidence).decode(), [str(x) for x in a.source_event_ids],
+                _float(pos.get("lat")), _float(pos.get("lon")),
+            ))
+        return rows
 
-    def archive(self, stream: str, records: Iterable[tuple[dict[str, Any], bytes]]) -> int:
-        """Archive raw records (the bytes as received) with their subject and time."""
+    def rows_for_archive(self, stream: str, records: Iterable[tuple[dict[str, Any], bytes]],
+                         subject_of: Any = None) -> list[tuple]:
+        """(subject, epoch ms, event id, raw text) per record: the archive's canonical rows."""
         subj = _SUBJECT[stream]
-        parts = []
-        if self.caps.datetime64:
+        rows: list[tuple] = []
+        append = rows.append
+        if stream == "gps":
+            # the hot path (most events are pings): the id is "<vehicle>@<seconds.mmm>"
             for ev, raw in records:
-                sid = ev.get(subj) or ""
-                eid = _event_id(stream, ev)
-                parts.append(f"{_tsv(sid)}\t{ev['t']:.3f}\t{_tsv(eid)}\t"
-                             f"{_tsv(raw.decode('utf-8', 'replace'))}\n")
-            self.backend.insert_tsv(f"{self.db}.events_{stream}", _ARCHIVE_COLS, "".join(parts))
+                ms = round(ev["t"] * 1000.0)
+                vid = ev["vehicle_id"]
+                append((vid or (subject_of(ev) if subject_of else None) or "", ms,
+                        "%s@%d.%03d" % (vid, ms // 1000, ms % 1000),
+                        raw.decode("utf-8", "replace")))
         else:
-            rows = [{"subject_id": ev.get(subj) or "", "event_time": ev["t"],
-                     "event_id": _event_id(stream, ev),
-                     "raw": raw.decode("utf-8", "replace")} for ev, raw in records]
-            self._insert(f"events_{stream}", rows)
-            parts = rows  # type: ignore[assignment]
-        return len(parts)
+            key = _EVENT_ID[stream]
+            for ev, raw in records:
+                sid = ev.get(subj) or (subject_of(ev) if subject_of else None) or ""
+                append((sid, round(ev["t"] * 1000.0), ev[key], raw.decode("utf-8", "replace")))
+        return rows
+
+    def rows_for_deadletters(self, items: Iterable[dict[str, Any]]) -> list[tuple]:
+        return [canonical_row("deadletters", {
+            "received_time": it.get("received_t", 0.0), "stream": it.get("stream", ""),
+            "source": it.get("source", ""), "reason": it.get("reason", ""),
+            "raw": it.get("raw", "")}) for it in items]
+
+    def insert_rows(self, table: str, rows: Sequence[tuple]) -> None:
+        """Send canonical rows of ``table`` to the backend (one insert)."""
+        if rows:
+            self.backend.insert(self.db, TABLES[table], rows)
+
+    def _insert(self, table: str, rows: list[dict[str, Any]]) -> None:
+        """Row dicts (timestamps as epoch seconds; missing columns get defaults)."""
+        self.insert_rows(table, [canonical_row(table, r) for r in rows])
+
+    # ------------------------------------------------------------------ writes
+    def write_alerts(self, alerts: Sequence[Alert]) -> None:
+        self.insert_rows("alerts", self.rows_for_alerts(alerts))
+
+    def archive(self, stream: str, records: Iterable[tuple[dict[str, Any], bytes]],
+                subject_of: Any = None) -> int:
+        """Archive raw records (the bytes as received) with their subject and time.
+
+        ``subject_of(ev)`` gives the subject when the record does not carry it
+        (a fuel transaction with only a card: its vehicle through the card).
+        """
+        rows = self.rows_for_archive(stream, records, subject_of)
+        self.insert_rows(f"events_{stream}", rows)
+        return len(rows)
 
     def write_reference(self, ref: Any) -> None:
         """Reference data (a :class:`~lianwatch.reference.Reference`) for dashboards/incidents."""
-        rows = {"ref_vehicles": [], "ref_villages": [], "ref_officials": [], "ref_projects": []}
+        rows: dict[str, list[dict[str, Any]]] = {
+            "ref_vehicles": [], "ref_villages": [], "ref_officials": [], "ref_projects": []}
         for v in ref.vehicles.values():
             rows["ref_vehicles"].append({
                 "vehicle_id": v.vehicle_id, "plate": v.plate, "unit_id": v.unit_id,
@@ -148,15 +285,35 @@ class AlertStore:
                 self._insert(table, rs)
 
     def write_deadletters(self, items: Iterable[dict[str, Any]]) -> None:
-        rows = [{"received_time": it.get("received_t", 0.0), "stream": it.get("stream", ""),
-                 "source": it.get("source", ""), "reason": it.get("reason", ""),
-                 "raw": it.get("raw", "")} for it in items]
-        if rows:
-            self._insert("deadletters", rows)
+        self.insert_rows("deadletters", self.rows_for_deadletters(items))
 
     # ------------------------------------------------------------------ reads
     def query(self, sql: str) -> list[dict[str, Any]]:
         return self.backend.select(sql)
+
+    def archived(self, stream: str, *, subject: str | None = None, start: float | None = None,
+                 end: float | None = None, limit: int | None = None) -> list[tuple[float, bytes]]:
+        """Raw archived records of a stream, by subject and time (uses the ordering key)."""
+        where = []
+        if subject is not None:
+            where.append(f"subject_id = {_q(subject)}")
+        if start is not None:
+            where.append(ts_cmp_sql(self.caps, "event_time", ">=", to_ms(start)))
+        if end is not None:
+            where.append(ts_cmp_sql(self.caps, "event_time", "<=", to_ms(end)))
+        w = (" WHERE " + " AND ".join(where)) if where else ""
+        lim = f" LIMIT {int(limit)}" if limit else ""
+        order = "subject_id, event_time" + ("" if self.caps.datetime64 else ", event_time_ms")
+        rows = self.query(f"SELECT {ts_ms_sql(self.caps, 'event_time')} AS ms, raw "
+                          f"FROM {self.db}.events_{stream}{w} ORDER BY {order}{lim}")
+        return [(int(r["ms"]) / 1000.0, r["raw"].encode("utf-8")) for r in rows]
+
+    def reference_rows(self, kind: str) -> list[bytes]:
+        """The raw JSON of the stored reference records of ``kind`` (vehicles, …)."""
+        key = {"vehicles": "vehicle_id", "villages": "village_id", "officials": "person_id",
+               "projects": "project_id"}[kind]
+        rows = self.query(f"SELECT raw FROM {self.db}.ref_{kind} FINAL ORDER BY {key}")
+        return [r["raw"].encode("utf-8") for r in rows]
 
     def current_alerts_sql(self) -> str:
         """The current row per alert id (newest version), for any query to build on."""
@@ -174,22 +331,19 @@ class AlertStore:
         if subject:
             where.append(f"subject_id = {_q(subject)}")
         if since:
-            where.append(f"event_time >= toDateTime64({parse_ts(since):.3f}, 3)")
+            where.append(ts_cmp_sql(self.caps, "event_time", ">=", to_ms(parse_ts(since))))
         if until:
-            where.append(f"event_time < toDateTime64({parse_ts(until):.3f}, 3)")
+            where.append(ts_cmp_sql(self.caps, "event_time", "<", to_ms(parse_ts(until))))
         w = (" WHERE " + " AND ".join(where)) if where else ""
+        order = "event_time DESC" + ("" if self.caps.datetime64 else ", event_time_ms DESC")
         rows = self.query(
-            f"SELECT alert_id, version, rule, level, subject_type, subject_id, unit_id, "
-            f"village_id, event_ts, detected_at, title, title_en, evidence, source_event_ids "
-            f"FROM {self.current_alerts_sql()}{w} ORDER BY event_time DESC, alert_id "
-            f"LIMIT {int(limit)}")
+            f"SELECT {_ALERT_SELECT} FROM {self.current_alerts_sql()}{w} "
+            f"ORDER BY {order}, alert_id LIMIT {int(limit)}")
         return [_row_alert(r) for r in rows]
 
     def get_alert(self, alert_id: str) -> Alert | None:
         rows = self.query(
-            f"SELECT alert_id, version, rule, level, subject_type, subject_id, unit_id, "
-            f"village_id, event_ts, detected_at, title, title_en, evidence, source_event_ids "
-            f"FROM {self.db}.alerts WHERE alert_id = {_q(alert_id)} "
+            f"SELECT {_ALERT_SELECT} FROM {self.db}.alerts WHERE alert_id = {_q(alert_id)} "
             f"ORDER BY version DESC LIMIT 1")
         return _row_alert(rows[0]) if rows else None
 
@@ -213,15 +367,16 @@ class AlertStore:
         self.backend.close()
 
 
-def _now_placeholder() -> float:
+def _now() -> float:
     # the only clock read of the store: when a schema version was applied
     return datetime.now(DEFAULT_TZ).timestamp()
 
 
-def _event_id(stream: str, ev: dict[str, Any]) -> str:
-    if stream == "gps":
-        return f"{ev['vehicle_id']}@{ev['t']:.3f}"
-    return ev[{"fuel": "txn_id", "payments": "payment_id", "progress": "report_id"}[stream]]
+def _float(v: Any) -> float:
+    try:
+        return float("nan") if v is None else float(v)
+    except (TypeError, ValueError):
+        return float("nan")
 
 
 def _q(s: str) -> str:
@@ -236,20 +391,27 @@ def _row_alert(r: dict[str, Any]) -> Alert:
     return Alert.model_validate(r)
 
 
-def open_store(settings: Any = None, path: str | None = None) -> AlertStore:
-    """The configured store: chDB in ``data_dir`` by default, or a ClickHouse server."""
+def connect(settings: Any = None, path: str | None = None) -> AlertStore:
+    """The configured store, as it is (no migration): chDB in ``data_dir`` or a server."""
     from lianwatch.settings import Settings
 
     settings = settings or Settings()
     if settings.store == "clickhouse":
-        from lianwatch.sinks.server import ServerBackend  # issue: ClickHouse server sink
         from lianwatch.settings import ClickHouseSettings
+        from lianwatch.sinks.server import ServerBackend
 
         chs = ClickHouseSettings()
-        store = AlertStore(ServerBackend(chs), database=chs.database)
-    else:
-        from lianwatch.sinks.chdb_backend import ChdbBackend
+        return AlertStore(ServerBackend(chs), database=chs.database)
+    from pathlib import Path
 
-        store = AlertStore(ChdbBackend(path or settings.data_dir), database="lianwatch")
+    from lianwatch.sinks.chdb_backend import ChdbBackend
+
+    return AlertStore(ChdbBackend(path or Path(settings.data_dir) / "store"),
+                      database="lianwatch")
+
+
+def open_store(settings: Any = None, path: str | None = None) -> AlertStore:
+    """The configured store, migrated: chDB in ``data_dir`` by default, or a ClickHouse server."""
+    store = connect(settings, path)
     store.migrate()
     return store
