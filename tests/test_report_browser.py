@@ -57,7 +57,7 @@ def test_report_is_self_contained(reports):
     assert '<html lang="zh-CN">' in html and "预警地图" in html and "按规则" in html
     assert "加油时车辆不在加油站" in html  # rule ids shown by their Chinese names
     eng = en.read_text("utf-8")
-    assert "Where alerts happened" in eng and "Vehicle away from station" in eng
+    assert "Where alerts happened" in eng and "Vehicle away from the station while fuelling" in eng
     heads = re.findall(r"<h[123]>([^<]*)</h[123]>", eng)
     assert heads and not [h for h in heads if re.search(r"[\u4e00-\u9fff]", h)]
 
