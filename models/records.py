@@ -19,7 +19,7 @@ time in the configured zone and adds ``t`` (epoch seconds).
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 

@@ -44,23 +44,10 @@ def open_lines(path: Path) -> Iterator[tuple[int, bytes, int]]:
 
     Reads in large chunks (no per-line I/O); a final line without a newline counts.
     """
-    with _open(path) as f:
-        rest = b""
-        lineno = 0
-        done = 0
-        while True:
-            chunk = f.read(_CHUNK)
-            if not chunk:
-                break
-            done += len(chunk)
-            lines = (rest + chunk).split(b"\n")
-            rest = lines.pop()
-            for line in lines:
-                lineno += 1
-                if line.strip():
-                    yield lineno, line, done
-        if rest.strip():
-            yield lineno + 1, rest, done
+    for first, lines, done in open_chunks(path):
+        for i, line in enumerate(lines):
+            if line.strip():
+                yield first + i, line, done
 
 
 def open_chunks(path: Path) -> Iterator[tuple[int, list[bytes], int]]:

@@ -55,6 +55,19 @@ def demo(tmp_path_factory) -> Demo:
     return Demo(input=inp, store=store, result=res, data_dir=d)
 
 
+def module_store(tmp_path_factory, database: str):
+    """One chDB store for a test module, in a database of its own. chDB serves one data
+    directory per process: when one is open already (the session's demo store), share
+    it rather than close it under its owner."""
+    from lianwatch.sinks import chdb_backend
+    from lianwatch.sinks.store import AlertStore
+
+    path = next(iter(chdb_backend._SESSIONS), None) or tmp_path_factory.mktemp(database) / "store"
+    s = AlertStore(chdb_backend.ChdbBackend(path), database=database)
+    s.migrate()
+    return s
+
+
 @pytest.fixture(scope="session")
 def chromium() -> str:
     exe = shutil.which("chromium") or shutil.which("chromium-browser")

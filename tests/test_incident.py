@@ -75,7 +75,7 @@ def test_whatif_raising_the_distance_threshold(demo):
     assert not d.new and not d.level_changed
     assert {a.rule for a in d.vanished} == {"fuel.not_at_station"}
     text = format_diff(d)
-    assert f"fuel.not_at_station" in text and "vanished" in text
+    assert "fuel.not_at_station" in text and "vanished" in text
 
 
 def test_whatif_with_the_same_rules_is_empty(demo):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 import pytest
 
+from tests.conftest import module_store
+
 from lianwatch.lifecycle.config import LifecyclePolicy, PolicyError, policies_from_dict
 from lianwatch.lifecycle.log import HistoryLog, Lifecycle, load_history, resolve_alert_id
 from lianwatch.lifecycle.machine import (
@@ -37,16 +39,7 @@ def act(s: AlertState, action: str, at: float, by: str = "张三", note: str = "
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    """One store for the module, in a database of its own. chDB serves one data directory
-    per process: when one is open already (the session's demo store), share it rather
-    than close it under its owner."""
-    from lianwatch.sinks import chdb_backend
-    from lianwatch.sinks.store import AlertStore
-
-    path = next(iter(chdb_backend._SESSIONS), None) or tmp_path_factory.mktemp("lifecycle") / "store"
-    s = AlertStore(chdb_backend.ChdbBackend(path), database="lw_test_lifecycle")
-    s.migrate()
-    return s
+    return module_store(tmp_path_factory, "lw_test_lifecycle")
 
 
 @pytest.fixture

@@ -8,6 +8,8 @@ from collections import Counter
 import orjson
 import pytest
 
+from tests.conftest import module_store
+
 from lianwatch.lifecycle.config import ContactCfg, LifecyclePolicy, NotifyPolicy
 from lianwatch.lifecycle.log import Lifecycle, load_history
 from lianwatch.lifecycle.notify import Notifier
@@ -97,16 +99,7 @@ class Recorder:
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    """One store for the module, in a database of its own. chDB serves one data directory
-    per process: when one is open already (the session's demo store), share it rather
-    than close it under its owner."""
-    from lianwatch.sinks import chdb_backend
-    from lianwatch.sinks.store import AlertStore
-
-    path = next(iter(chdb_backend._SESSIONS), None) or tmp_path_factory.mktemp("notify") / "store"
-    s = AlertStore(chdb_backend.ChdbBackend(path), database="lw_test_notify")
-    s.migrate()
-    return s
+    return module_store(tmp_path_factory, "lw_test_notify")
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import orjson
-import pytest
 
 from lianwatch.evaluate import load_labels, score
 from lianwatch.replay.run import deadletter_path, replay_dir

@@ -18,3 +18,14 @@ def parse_time_arg(s: str | None, tz) -> float | None:
         return parse_ts(text, tz)
     except ValueError as exc:
         raise CommandError(f"cannot read time {s!r}: {exc}") from None
+
+
+def load_rules(path: str | None, settings):
+    """The rules file given (or configured), as a RuleSet; a clear error if it is unusable."""
+    from lianwatch.cli import CommandError
+    from lianwatch.rules import RuleSet, RulesError
+
+    try:
+        return RuleSet.load(path or settings.rules_file)
+    except RulesError as exc:
+        raise CommandError(str(exc)) from None

@@ -5,11 +5,10 @@ self-contained HTML case page (map, timeline, evidence, history, input hash)."""
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
 from lianwatch.cli import CommandError
-from lianwatch.rules import RuleSet, RulesError
+from lianwatch.commands import load_rules
 from lianwatch.settings import Settings
 
 
@@ -27,10 +26,7 @@ def run(args: argparse.Namespace) -> int:
     from lianwatch.sinks.store import open_store
 
     settings = Settings()
-    try:
-        rules = RuleSet.load(args.rules or settings.rules_file)
-    except RulesError as exc:
-        raise CommandError(str(exc)) from None
+    rules = load_rules(args.rules, settings)
     store = open_store(settings)
     alert = store.get_alert(args.alert_id)
     if alert is None:
@@ -51,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         f.write(render_incident(rec, history, settings.zone))
     print(f"{alert.title}")
     print(f"rule {alert.rule}  level {alert.level}  subject {alert.subject_type} {alert.subject_id}")
-    print(f"records used: " + ", ".join(f"{s} {len(r)}" for s, r in rec.records.items())
+    print("records used: " + ", ".join(f"{s} {len(r)}" for s, r in rec.records.items())
           + f"  (from the {rec.source}, {took:.2f} s)")
     if rec.reproduced:
         print("已复现 reproduced: same id, level, sources and evidence numbers")

@@ -20,8 +20,7 @@ import sys
 import orjson
 
 from lianwatch.cli import CommandError
-from lianwatch.commands import parse_time_arg
-from lianwatch.rules import RuleSet, RulesError
+from lianwatch.commands import load_rules, parse_time_arg
 from lianwatch.settings import Settings
 
 
@@ -52,10 +51,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     settings = Settings()
     tz = settings.zone
-    try:
-        rules = RuleSet.load(args.rules or settings.rules_file)
-    except RulesError as exc:
-        raise CommandError(str(exc)) from None
+    rules = load_rules(args.rules, settings)
     as_of = parse_time_arg(args.as_of, tz)
     if args.from_store or args.diff:
         return _whatif(args, settings, rules, as_of)

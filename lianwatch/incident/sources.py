@@ -7,6 +7,7 @@ one stream for one subject within a time range (ascending time).
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from datetime import tzinfo
 from pathlib import Path
 from typing import Any
@@ -21,21 +22,22 @@ __all__ = ["ArchiveSource", "DirSource", "Records"]
 Records = list[tuple[float, bytes]]
 
 
-class ArchiveSource:
-    """The raw-event archive in the alert store (queries use its ordering key)."""
+class _Source:
+    name = "?"
 
-    name = "archive"
-
-    def __init__(self, store: Any) -> None:
-        self.store = store
+    def __init__(self) -> None:
         self._ref: Reference | None = None
         self.reference_raw: list[bytes] = []
 
+    def _reference_lines(self, kind: str) -> Iterable[bytes]:
+        raise NotImplementedError
+
     def reference(self) -> Reference:
+        """The reference data, parsed once; its raw lines are kept for the input hash."""
         if self._ref is None:
             ref = Reference()
             for kind in REFERENCE_KINDS:
-                for raw in self.store.reference_rows(kind):
+                for raw in self._reference_lines(kind):
                     rec, _ = parse_reference(kind, raw)
                     if rec is not None:
                         ref.add(kind, rec)
@@ -43,35 +45,39 @@ class ArchiveSource:
             self._ref = ref
         return self._ref
 
+
+class ArchiveSource(_Source):
+    """The raw-event archive in the alert store (queries use its ordering key)."""
+
+    name = "archive"
+
+    def __init__(self, store: Any) -> None:
+        super().__init__()
+        self.store = store
+
+    def _reference_lines(self, kind: str) -> Iterable[bytes]:
+        return self.store.reference_rows(kind)
+
     def records(self, stream: str, subject: str, start: float | None, end: float | None) -> Records:
         return self.store.archived(stream, subject=subject, start=start, end=end)
 
 
-class DirSource:
+class DirSource(_Source):
     """A contract directory (``--input``): scanned once per stream, indexed by subject."""
 
     name = "directory"
 
     def __init__(self, directory: str | Path, tz: tzinfo = DEFAULT_TZ) -> None:
+        super().__init__()
         self.dir = Path(directory)
         self.tz = tz
         self.files = find_files(self.dir)
-        self._ref: Reference | None = None
-        self.reference_raw: list[bytes] = []
         self._index: dict[str, dict[str, Records]] = {}
 
-    def reference(self) -> Reference:
-        if self._ref is None:
-            ref = Reference()
-            for kind in REFERENCE_KINDS:
-                if kind in self.files:
-                    for _, line, _ in open_lines(self.files[kind]):
-                        rec, _ = parse_reference(kind, line)
-                        if rec is not None:
-                            ref.add(kind, rec)
-                            self.reference_raw.append(line)
-            self._ref = ref
-        return self._ref
+    def _reference_lines(self, kind: str) -> Iterable[bytes]:
+        if kind in self.files:
+            for _, line, _ in open_lines(self.files[kind]):
+                yield line
 
     def _load(self, stream: str) -> dict[str, Records]:
         if stream not in self._index:
