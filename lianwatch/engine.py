@@ -32,6 +32,7 @@ from lianwatch.rules import RuleSet
 __all__ = ["Engine"]
 
 _INF = float("inf")
+_NO_ALERTS: list[Alert] = []  # returned when an event raised nothing: never modified
 
 
 class Engine:
@@ -93,10 +94,13 @@ class Engine:
 
     # ----------------------------------------------------------------- events
     def process(self, ev: dict[str, Any]) -> list[Alert]:
-        """One validated event (see :func:`lianwatch.models.parse.parse_event`)."""
+        """One validated event (see :func:`lianwatch.models.parse.parse_event`).
+
+        Returns the alerts it raised; the returned list must not be modified.
+        """
         if not self._started:
             self.start()
-        out: list[Alert] = []
+        out: list[Alert] = _NO_ALERTS
         t = ev["t"]
         ctx = self.ctx
         if t > self.max_t:
@@ -109,6 +113,7 @@ class Engine:
                 wh = self._timers["watermark"]
                 nh = self._timers["now"]
                 if (wh and wh[0][0] < wm) or (nh and nh[0][0] < ctx.now):
+                    out = []
                     self._advance(wm, None, out, inclusive=False)
         for i, det, store in self._routes.get(ev["_s"], ()):
             key = det.key(ev, ctx)
@@ -125,6 +130,8 @@ class Engine:
             if after is not None and after != before:
                 self._push(i, det, key, after)
             if alerts:
+                if out is _NO_ALERTS:
+                    out = []
                 out.extend(alerts)
         return out
 

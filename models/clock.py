@@ -29,6 +29,7 @@ __all__ = ["parse_ts", "format_ts", "to_datetime", "DEFAULT_TZ"]
 
 DEFAULT_TZ = ZoneInfo("Asia/Shanghai")
 _MINUTES: dict[tuple[str, object], float] = {}
+_OFFSET_MINUTES: dict[str, float] = {}  # 'YYYY-MM-DDTHH:MM:' + '±hh:mm' → epoch of that minute
 _MAX_CACHE = 500_000
 
 
@@ -48,13 +49,13 @@ _SECONDS = {f"{i:02d}": float(i) for i in range(60)}
 
 def parse_ts(s: str, tz: tzinfo = DEFAULT_TZ) -> float:
     """Epoch seconds of an RFC 3339 or naive-local timestamp; ValueError if invalid."""
-    # fastest path: 'YYYY-MM-DDTHH:MM:SS+08:00' whose minute was seen before
-    if len(s) == 25:
-        base = _MINUTES.get((s[:17] + s[19:], None))
-        if base is not None:
-            sec = _SECONDS.get(s[17:19])
-            if sec is not None and s[16] == ":":
-                return base + sec
+    # fastest path: 'YYYY-MM-DDTHH:MM:SS±hh:mm' whose minute was seen before (the key
+    # is the text without the seconds, so only that exact shape can match it)
+    base = _OFFSET_MINUTES.get(s[:17] + s[19:])
+    if base is not None:
+        sec = _SECONDS.get(s[17:19])
+        if sec is not None:
+            return base + sec
     # fast path: 'YYYY-MM-DD?HH:MM:SS' + optional fraction + optional offset
     if len(s) >= 19 and s[16] == ":" and s[13] == ":" and s[10] in "T ":
         sec = s[17:19]
@@ -76,7 +77,10 @@ def parse_ts(s: str, tz: tzinfo = DEFAULT_TZ) -> float:
                 base = _slow(s[:17] + "00" + rest, tz)
                 if len(_MINUTES) >= _MAX_CACHE:
                     _MINUTES.clear()
+                    _OFFSET_MINUTES.clear()
                 _MINUTES[key] = base
+                if len(rest) == 6 and frac == 0.0:
+                    _OFFSET_MINUTES[s[:17] + rest] = base
             return base + int(sec) + frac
     return _slow(s, tz)
 

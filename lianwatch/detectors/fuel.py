@@ -23,6 +23,7 @@ from lianwatch.rules import FuelRules
 __all__ = ["FuelDetector", "VehicleState"]
 
 M_PER_DEG = 6371008.8 * math.pi / 180.0  # metres per degree of latitude
+_NO_ALERTS: list[Alert] = []  # shared, never appended to (the hot path allocates nothing)
 
 FUEL_NAMES = {"0": ("0 号柴油", "diesel"), "92": ("92 号汽油", "92 petrol"),
               "95": ("95 号汽油", "95 petrol"), "98": ("98 号汽油", "98 petrol")}
@@ -97,7 +98,7 @@ class FuelDetector(Detector):
     def on_event(self, st: VehicleState, ev: dict[str, Any], ctx: Ctx):
         if ev["_s"] == "gps":
             self._add_ping(st, ev, ctx)
-            return st, []
+            return st, _NO_ALERTS
         return self._add_fuel(st, ev, ctx)
 
     def _rules(self, st: VehicleState, ctx: Ctx) -> FuelRules:
