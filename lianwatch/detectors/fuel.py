@@ -23,6 +23,7 @@ from lianwatch.rules import FuelRules
 __all__ = ["FuelDetector", "VehicleState"]
 
 M_PER_DEG = 6371008.8 * math.pi / 180.0  # metres per degree of latitude
+STRIDE = 5  # values per ping in VehicleState.d: lat, lon, cum, anchor lat, anchor lon
 _NO_ALERTS: list[Alert] = []  # shared, never appended to (the hot path allocates nothing)
 
 FUEL_NAMES = {"0": ("0 号柴油", "diesel"), "92": ("92 号汽油", "92 petrol"),
@@ -42,19 +43,18 @@ def _dist_text(m: float) -> tuple[str, str]:
 
 
 class VehicleState:
-    """Per-vehicle state. Columns of the track are ``array('d')`` (compact, fast to pickle)."""
+    """Per-vehicle state. The track is two ``array('d')`` (compact, fast to pickle):
+    times, and five values per ping (:data:`STRIDE`)."""
 
-    __slots__ = ("vid", "t", "lat", "lon", "cum", "alat", "alon", "pending", "fills",
+    __slots__ = ("vid", "t", "d", "pending", "fills",
                  "seen", "episodes", "wake", "n_since_evict", "jitter2", "kx")
 
     def __init__(self, vid: str) -> None:
         self.vid = vid
-        self.t = array("d")
-        self.lat = array("d")
-        self.lon = array("d")
-        self.cum = array("d")  # jitter-suppressed running distance, metres
-        self.alat = array("d")  # the jitter anchor after each ping
-        self.alon = array("d")
+        self.t = array("d")  # ping times, ascending (bisected)
+        # per ping, side by side (one cache line): lat, lon, the jitter-suppressed
+        # running distance in metres, and the jitter anchor's lat, lon after it
+        self.d = array("d")
         self.pending: list[dict[str, Any]] = []  # transactions not judged yet, by t
         # judged fills: (t, txn_id, liters, cum_m or nan, judged_with_track)
         self.fills: list[tuple[float, str, float, float, bool]] = []
@@ -118,30 +118,23 @@ class FuelDetector(Detector):
             return
         lat = ev["lat"]
         lon = ev["lon"]
+        d = st.d
         if tt:
-            alat = st.alat[-1]
-            alon = st.alon[-1]
+            alat = d[-2]
+            alon = d[-1]
             dy = (lat - alat) * M_PER_DEG
             dx = (lon - alon) * st.kx
             d2 = dx * dx + dy * dy
             if d2 > st.jitter2:
-                st.cum.append(st.cum[-1] + math.sqrt(d2))
-                st.alat.append(lat)
-                st.alon.append(lon)
+                d.extend((lat, lon, d[-3] + math.sqrt(d2), lat, lon))
             else:
-                st.cum.append(st.cum[-1])
-                st.alat.append(alat)
-                st.alon.append(alon)
+                d.extend((lat, lon, d[-3], alat, alon))
         else:
             r = self._rules(st, ctx)
             st.jitter2 = r.jitter_m * r.jitter_m
             st.kx = M_PER_DEG * math.cos(math.radians(lat))
-            st.cum.append(0.0)
-            st.alat.append(lat)
-            st.alon.append(lon)
+            d.extend((lat, lon, 0.0, lat, lon))
         tt.append(t)
-        st.lat.append(lat)
-        st.lon.append(lon)
         st.n_since_evict += 1
         if st.n_since_evict >= 512:
             self._evict(st, ctx)
@@ -150,26 +143,24 @@ class FuelDetector(Detector):
                      ctx: Ctx) -> None:
         """An out-of-order ping: insert it and recompute the running distance after it."""
         st.t.insert(i, t)
-        st.lat.insert(i, lat)
-        st.lon.insert(i, lon)
-        st.cum.insert(i, 0.0)
-        st.alat.insert(i, lat)
-        st.alon.insert(i, lon)
+        d = st.d
+        d[i * STRIDE:i * STRIDE] = array("d", (lat, lon, 0.0, lat, lon))
         r = self._rules(st, ctx)
         st.jitter2 = r.jitter_m * r.jitter_m
-        st.kx = M_PER_DEG * math.cos(math.radians(st.lat[0]))
+        st.kx = M_PER_DEG * math.cos(math.radians(d[0]))
         for j in range(i, len(st.t)):
+            k = j * STRIDE
             if j == 0:
-                st.cum[0], st.alat[0], st.alon[0] = 0.0, st.lat[0], st.lon[0]
+                d[2], d[3], d[4] = 0.0, d[0], d[1]
                 continue
-            alat, alon = st.alat[j - 1], st.alon[j - 1]
-            dy = (st.lat[j] - alat) * M_PER_DEG
-            dx = (st.lon[j] - alon) * st.kx
+            alat, alon = d[k - 2], d[k - 1]
+            dy = (d[k] - alat) * M_PER_DEG
+            dx = (d[k + 1] - alon) * st.kx
             d2 = dx * dx + dy * dy
             if d2 > st.jitter2:
-                st.cum[j], st.alat[j], st.alon[j] = st.cum[j - 1] + math.sqrt(d2), st.lat[j], st.lon[j]
+                d[k + 2], d[k + 3], d[k + 4] = d[k - 3] + math.sqrt(d2), d[k], d[k + 1]
             else:
-                st.cum[j], st.alat[j], st.alon[j] = st.cum[j - 1], alat, alon
+                d[k + 2], d[k + 3], d[k + 4] = d[k - 3], alat, alon
 
     def _evict(self, st: VehicleState, ctx: Ctx) -> None:
         st.n_since_evict = 0
@@ -179,8 +170,8 @@ class FuelDetector(Detector):
         horizon = ctx.watermark - r.track_retention_h * 3600.0
         k = bisect.bisect_left(st.t, horizon)
         if k > 0:
-            for col in (st.t, st.lat, st.lon, st.cum, st.alat, st.alon):
-                del col[:k]
+            del st.t[:k]
+            del st.d[:k * STRIDE]
         # fills: keep those within the retention (and the newest one before it)
         fills = st.fills
         j = bisect.bisect_left(fills, (horizon,))
@@ -277,35 +268,36 @@ class FuelDetector(Detector):
     def _position(self, st: VehicleState, p0: int, p1: int, t: float):
         """Position (and running distance) at ``t`` from the pings ``[p0, p1)``."""
         tt = st.t
+        d = st.d
         j = bisect.bisect_left(tt, t, p0, p1)
         if j < p1 and tt[j] == t:
-            return st.lat[j], st.lon[j], st.cum[j]
+            return d[j * STRIDE], d[j * STRIDE + 1], d[j * STRIDE + 2]
         if p0 < j < p1:  # pings on both sides: interpolate
-            a, b = j - 1, j
-            f = (t - tt[a]) / (tt[b] - tt[a])
-            return (st.lat[a] + f * (st.lat[b] - st.lat[a]),
-                    st.lon[a] + f * (st.lon[b] - st.lon[a]),
-                    st.cum[a] + f * (st.cum[b] - st.cum[a]))
-        k = j - 1 if j == p1 else j  # one side only: the nearest ping
-        return st.lat[k], st.lon[k], st.cum[k]
+            a, b = (j - 1) * STRIDE, j * STRIDE
+            f = (t - tt[j - 1]) / (tt[j] - tt[j - 1])
+            return (d[a] + f * (d[b] - d[a]), d[a + 1] + f * (d[b + 1] - d[a + 1]),
+                    d[a + 2] + f * (d[b + 2] - d[a + 2]))
+        k = (j - 1 if j == p1 else j) * STRIDE  # one side only: the nearest ping
+        return d[k], d[k + 1], d[k + 2]
 
     def _cum_at(self, st: VehicleState, t: float) -> float:
         tt = st.t
+        d = st.d
         if not tt:
             return float("nan")
         j = bisect.bisect_left(tt, t)
         if j == 0:
-            return st.cum[0]
+            return d[2]
         if j >= len(tt):
-            return st.cum[-1]
-        a, b = j - 1, j
-        f = (t - tt[a]) / (tt[b] - tt[a]) if tt[b] > tt[a] else 0.0
-        return st.cum[a] + f * (st.cum[b] - st.cum[a])
+            return d[-3]
+        f = (t - tt[j - 1]) / (tt[j] - tt[j - 1]) if tt[j] > tt[j - 1] else 0.0
+        ca, cb = d[(j - 1) * STRIDE + 2], d[j * STRIDE + 2]
+        return ca + f * (cb - ca)
 
     # ------------------------------------------------------------------ rules
     def _not_at_station(self, st, ev, r, ctx, unit, p0, p1, lat, lon, slat, slon, dist):
-        lats = st.lat[p0:p1]
-        lons = st.lon[p0:p1]
+        lats = st.d[p0 * STRIDE:p1 * STRIDE:STRIDE]
+        lons = st.d[p0 * STRIDE + 1:p1 * STRIDE:STRIDE]
         spread = haversine_m(min(lats), min(lons), max(lats), max(lons))
         parked = spread < r.parked_move_m
         veh = ctx.ref.vehicles.get(st.vid)
