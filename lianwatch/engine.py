@@ -158,8 +158,7 @@ class Engine:
             store = self.stores[det.name]
             for key, st in list(store.items()):
                 st2, alerts = det.on_flush(st, key, self.ctx)
-                if st2 is not st or alerts:
-                    store[key] = st2
+                store[key] = st2  # always: a detector may have changed the state in place
                 out.extend(alerts)
         return out
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import gzip
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
-from lianwatch.models.parse import STREAMS
+from lianwatch.models.parse import STREAMS, parse_reference
 from lianwatch.models.records import REFERENCE_MODELS
 
 __all__ = ["find_files", "open_lines", "REFERENCE_KINDS", "EVENT_STREAMS"]
@@ -71,6 +71,18 @@ def open_chunks(path: Path) -> Iterator[tuple[int, list[bytes], int]]:
             lineno += len(lines)
         if rest:
             yield lineno, [rest], done
+
+
+def reference_records(files: dict[str, Path]) -> Iterator[tuple[str, str, bytes, Any, str | None]]:
+    """Every reference line of a directory, validated: ``(kind, source, line, record, reason)``
+    with ``record`` None (and a reason) for a line that cannot be read."""
+    for kind in REFERENCE_KINDS:
+        p = files.get(kind)
+        if p is None:
+            continue
+        for lineno, line, _ in open_lines(p):
+            rec, why = parse_reference(kind, line)
+            yield kind, f"{p.name}:{lineno}", line, rec, why
 
 
 def total_size(paths: list[Path]) -> int:

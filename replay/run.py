@@ -24,10 +24,10 @@ from lianwatch.detectors import default_detectors
 from lianwatch.engine import Engine
 from lianwatch.models.alert import Alert
 from lianwatch.models.clock import DEFAULT_TZ, format_ts
-from lianwatch.models.parse import fast_parser, parse_event, parse_reference
+from lianwatch.models.parse import fast_parser, parse_event
 from lianwatch.reference import Reference
 from lianwatch.replay.files import (
-    EVENT_STREAMS, REFERENCE_KINDS, find_files, open_chunks, open_lines,
+    EVENT_STREAMS, find_files, open_chunks, reference_records,
 )
 from lianwatch.replay.sort import ExternalSorter
 from lianwatch.rules import RuleSet
@@ -95,17 +95,12 @@ class ReplayResult:
 def load_reference(files: dict[str, Path], dead: DeadLetters, tz: tzinfo) -> tuple[Reference, Counter]:
     ref = Reference()
     read: Counter[str] = Counter()
-    for kind in REFERENCE_KINDS:
-        p = files.get(kind)
-        if p is None:
+    for kind, source, line, rec, why in reference_records(files):
+        if rec is None:
+            dead.add(kind, source, why or "invalid", line)
             continue
-        for lineno, line, _ in open_lines(p):
-            rec, why = parse_reference(kind, line)
-            if rec is None:
-                dead.add(kind, f"{p.name}:{lineno}", why or "invalid", line)
-                continue
-            ref.add(kind, rec)
-            read[kind] += 1
+        ref.add(kind, rec)
+        read[kind] += 1
     return ref, read
 
 

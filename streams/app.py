@@ -102,6 +102,10 @@ class WorkerConfig:
     idle_exit: float | None = None
     #: append "alert_id<TAB>version<TAB>source ids<TAB>unix time stored" per alert
     latency_log: str | None = None
+    #: a :class:`lianwatch.lifecycle.notify.Notifier` (or None): this worker's alerts are
+    #: handed to it once stored; the leader ticks it (digests, repeats, escalation)
+    notifier: Any = None
+    notify_interval: float = 60.0
     #: rewrite this JSON file every second: assignment, counters, what waits (health checks)
     status_file: str | None = None
     #: ``stream``: Faust agents read the input topics message by message
@@ -242,6 +246,12 @@ class Sinks:
                                  for d in dead)
         if alerts:
             st.write_alerts(alerts)
+            if self.cfg.notifier is not None:
+                try:  # a notification problem must never stop detection
+                    self.cfg.notifier.on_alerts(alerts, time.time())
+                except Exception:  # noqa: BLE001
+                    log.exception("notifier failed on %d alerts (they stay in the store; "
+                                  "the next tick retries)", len(alerts))
             if self._lat is not None:
                 now = time.time()
                 self._lat.write("".join(
@@ -715,6 +725,17 @@ def build_app(cfg: WorkerConfig, follower: RefFollower) -> tuple[Any, dict[str, 
                 for p in range(n):
                     futs.append(await topic.send(key=b"__tick__", value=value, partition=p))
             await asyncio.gather(*futs)
+
+    if cfg.notifier is not None and cfg.clock == "wall":
+        @app.timer(cfg.notify_interval, on_leader=True)
+        async def notify_ticker() -> None:
+            def tick() -> None:
+                try:
+                    cfg.notifier.tick(time.time())
+                except Exception:  # noqa: BLE001
+                    log.exception("notifier tick failed")
+
+            await asyncio.get_running_loop().run_in_executor(sinks.ex, tick)
 
     # ------------------------------------------------------------ housekeeping
     def at_end() -> bool:

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from lianwatch.models.clock import DEFAULT_TZ
-from lianwatch.models.parse import parse_event, parse_reference
-from lianwatch.replay.files import EVENT_STREAMS, REFERENCE_KINDS, find_files, open_lines
+from lianwatch.models.parse import parse_event
+from lianwatch.replay.files import EVENT_STREAMS, find_files, open_lines, reference_records
 from lianwatch.replay.sort import ExternalSorter
 
 from .topics import EVENT_KEY_FIELD, REF_ID_FIELD, Topics, encode_tick, partition_for
@@ -70,19 +70,14 @@ def plan_directory(input_dir: str | Path, topics: Topics, *, tz: tzinfo = DEFAUL
     counts = counts if counts is not None else Counter()
     run_id = run_id or uuid.uuid4().hex[:12]
     ref_topics = topics.ref_topics
-    for kind in REFERENCE_KINDS:
-        p = files.get(kind)
-        if p is None:
+    for kind, source, line, rec, why in reference_records(files):
+        if rec is None:
+            counts["dead"] += 1
+            yield _dead(topics, kind, source, why or "invalid", line)
             continue
-        for lineno, line, _ in open_lines(p):
-            rec, why = parse_reference(kind, line)
-            if rec is None:
-                counts["dead"] += 1
-                yield _dead(topics, kind, f"{p.name}:{lineno}", why or "invalid", line)
-                continue
-            counts[kind] += 1
-            key = str(getattr(rec, REF_ID_FIELD[kind])).encode()
-            yield Planned("ref", ref_topics[kind], None, key, line)
+        counts[kind] += 1
+        key = str(getattr(rec, REF_ID_FIELD[kind])).encode()
+        yield Planned("ref", ref_topics[kind], None, key, line)
 
     dead: list[Planned] = []
 

@@ -49,8 +49,9 @@ def replay_alerts(d: Path) -> dict[str, tuple[str, str, int]]:
     return {a.alert_id: (a.rule, a.level, a.version) for a in res.alerts}
 
 
-def plan_messages(d: Path, topics: Any):
-    """The producer's messages, per topic partition, with the reference they carry."""
+def plan_messages(d: Path, topics: Any, parts: list[dict[str, Any]] | None = None):
+    """The producer's messages, per topic partition, with the reference they carry
+    (``parts``: publish the directory in pieces, e.g. ``[{"as_of": t}, {"after": t}]``)."""
     from lianwatch.models.parse import parse_reference
     from lianwatch.reference import Reference
     from lianwatch.streams.producer import plan_directory
@@ -59,16 +60,18 @@ def plan_messages(d: Path, topics: Any):
     tps: dict[tuple[str, int], list] = defaultdict(list)
     ref = Reference()
     kinds = {t: k for k, t in topics.ref_topics.items()}
-    for m in plan_directory(d, topics):
-        if m.kind == "ref":
-            ref.add(kinds[m.topic], parse_reference(kinds[m.topic], m.value)[0])
-        elif m.kind in ("event", "tick"):
-            tp = (m.topic, m.partition)
-            tps[tp].append(InMsg(m.topic, m.partition, len(tps[tp]), m.key, m.value, {}))
+    for part in parts or [{}]:
+        for m in plan_directory(d, topics, **part):
+            if m.kind == "ref":
+                ref.add(kinds[m.topic], parse_reference(kinds[m.topic], m.value)[0])
+            elif m.kind in ("event", "tick"):
+                tp = (m.topic, m.partition)
+                tps[tp].append(InMsg(m.topic, m.partition, len(tps[tp]), m.key, m.value, {}))
     return tps, ref
 
 
-def run_offline(d: Path, seed: int, restart_every: int | None = None) -> dict[str, tuple]:
+def run_offline(d: Path, seed: int, restart_every: int | None = None,
+                parts: list[dict[str, Any]] | None = None) -> dict[str, tuple]:
     """Re-key fuel, then feed each family's processor random slices of random
     partitions (as a consumer interleaves them); ``restart_every`` batches, drop
     the processor and resume from the acked offsets with the persisted state."""
@@ -81,7 +84,7 @@ def run_offline(d: Path, seed: int, restart_every: int | None = None) -> dict[st
 
     rnd = random.Random(seed)
     topics = Topics(prefix="x.", partitions=4)
-    tps, ref = plan_messages(d, topics)
+    tps, ref = plan_messages(d, topics, parts)
     rk = FuelRekeyer(topics, ref)
     for q in range(topics.partitions):
         msgs = tps.pop((topics.name("fuel"), q), [])
@@ -169,6 +172,14 @@ def test_runtime_matches_replay_in_any_interleaving(county, expected, seed):
 @pytest.mark.parametrize("seed,every", [(3, 2), (4, 5)])
 def test_runtime_restarts_lose_and_double_nothing(county, expected, seed, every):
     assert run_offline(county, seed, restart_every=every) == expected
+
+
+def test_end_of_data_then_more_data(county, expected):
+    """The feed published in two parts, each ending with an end-of-data tick: the
+    first flush (engine.finish) does not spoil what comes after it."""
+    ts = sorted(t for _, t in distinct_pings(county))
+    mid = ts[len(ts) // 2]
+    assert run_offline(county, 5, parts=[{"as_of": mid}, {"after": mid}]) == expected
 
 
 def test_wall_clock_ticks_drive_time_based_rules():

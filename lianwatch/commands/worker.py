@@ -7,6 +7,12 @@ replay`` gives; ``--clock wall`` judges them by the wall clock (the worker
 group's leader publishes a tick to every input partition every
 ``--tick-interval`` seconds). Several workers with the same ``--app-id`` share
 the partitions; stopping one hands its partitions and their state to the others.
+
+By default (``--input bulk``) Faust keeps the group, the assignment and the
+tables while the assigned input partitions are fetched in bulk; ``--input
+stream`` reads them through Faust agents message by message (simpler, ~6×
+slower). ``--status-file`` keeps a JSON file with the assignment, counters and
+what waits for which input, for health checks.
 """
 
 from __future__ import annotations
@@ -44,6 +50,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-store", action="store_true",
                    help="publish alerts to Kafka only (no alert store)")
     p.add_argument("--no-archive", action="store_true", help="do not archive raw events")
+    p.add_argument("--no-notify", action="store_true",
+                   help="do not send notifications (default with --clock wall: this worker's "
+                   "alerts are notified as they are stored, and the leader sends digests, "
+                   "repeats and escalations; --clock event never notifies)")
     p.add_argument("--input", choices=("bulk", "stream"), default="bulk",
                    help="bulk: Faust keeps the group, assignment and tables, the assigned "
                         "input partitions are fetched in bulk (default); stream: Faust agents "
@@ -124,6 +134,11 @@ def run(args: argparse.Namespace) -> int:
         stats_interval=args.stats, loglevel=args.loglevel, status_file=args.status_file,
         input_mode=args.input,
     )
+    if store is not None and args.clock == "wall" and not args.no_notify:
+        # live only: an --clock event run re-plays history and must not text anyone
+        from lianwatch.lifecycle.notify import Notifier
+
+        cfg.notifier = Notifier(store, follower.ref, settings)
     app, state = build_app(cfg, follower)
     worker = faust.Worker(app, loglevel=args.loglevel.upper(), quiet=True,
                           redirect_stdouts=False, override_logging=False)
