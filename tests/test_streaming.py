@@ -553,3 +553,38 @@ def test_bad_records_go_to_the_dead_letter_and_the_worker_goes_on(run, tmp_path)
     assert any(r == "payment.cash" for r, _, _ in got.values())
     store = store_contents(run.tmp / "data-a")
     assert len(store["dead"]) >= len(bad)
+
+
+# ---------------------------------------------------------------------- notifier wiring
+def test_worker_sinks_hand_stored_alerts_to_the_notifier_and_survive_its_failure():
+    """A live (--clock wall) worker notifies its own alerts once they are stored; a
+    notifier error is logged and never stops detection."""
+    from lianwatch.models.alert import Alert
+    from lianwatch.sinks.base import ListSink
+    from lianwatch.streams.app import Sinks, WorkerConfig
+
+    class Store(ListSink):
+        def write_deadletters(self, items):
+            self.dead = list(items)
+
+    class Notifier:
+        def __init__(self, fail=False):
+            self.calls, self.fail = [], fail
+
+        def on_alerts(self, alerts, now):
+            if self.fail:
+                raise RuntimeError("carrier down")
+            self.calls.append(([a.alert_id for a in alerts], now))
+
+    a = Alert(alert_id="a1", rule="payment.cash", level="yellow", subject_type="village",
+              subject_id="VL1", event_ts="2026-03-05T10:11:00+08:00",
+              detected_at="2026-03-05T10:11:00+08:00", title="现金", source_event_ids=["P1"])
+    for fail in (False, True):
+        store, notifier = Store(), Notifier(fail)
+        sinks = Sinks(WorkerConfig(store=store, notifier=notifier), None, None, None)
+        try:
+            sinks._store_write([a], [])
+        finally:
+            sinks.close()
+        assert list(store.current) == ["a1"]  # stored either way
+        assert notifier.calls == ([] if fail else [(["a1"], notifier.calls[0][1])])
