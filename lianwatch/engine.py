@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import tzinfo
 from typing import Any
 
@@ -89,7 +89,7 @@ class Engine:
             for heap in self._timers.values():
                 heap[:] = [e for e in heap if e[2] != i]
             for key, st in list(store.items()):
-                self._push(i, d, key, d.wake(st))
+                self._push(i, d, key, st.wake)
         self._started = True
 
     # ----------------------------------------------------------------- events
@@ -192,16 +192,11 @@ class Engine:
             det = self.detectors[i]
             store = self.stores[det.name]
             st = store.get(key)
-            if st is None or det.wake(st) != wake:
+            if st is None or st.wake != wake:
                 continue  # stale entry: the state has moved on
             st, alerts = det.on_timer(st, key, self.ctx)
             store[key] = st
             out.extend(alerts)
-            nxt = det.wake(st)
+            nxt = st.wake
             if nxt is not None and nxt != wake:
                 self._push(i, det, key, nxt)
-
-    def run(self, events: Iterable[dict[str, Any]]) -> Iterable[Alert]:
-        """Convenience: process an iterable of events, yielding alerts."""
-        for ev in events:
-            yield from self.process(ev)

@@ -16,7 +16,7 @@ from typing import Any
 from lianwatch.detectors import default_detectors
 from lianwatch.engine import Engine
 from lianwatch.models.alert import Alert
-from lianwatch.models.clock import DEFAULT_TZ, parse_ts
+from lianwatch.models.clock import DEFAULT_TZ
 from lianwatch.models.parse import parse_event
 from lianwatch.replay.sort import ExternalSorter
 from lianwatch.rules import RuleSet
@@ -146,7 +146,3 @@ def format_diff(d: AlertDiff, lang: str = "zh") -> str:
     for s, r in d.level_changed[:50]:
         lines.append(f"~ {s.alert_id}  {s.rule:30} {s.subject_id:8} {s.level} → {r.level}")
     return "\n".join(lines)
-
-
-def parse_opt_ts(s: str | None, tz: tzinfo) -> float | None:
-    return parse_ts(s, tz) if s else None

@@ -203,7 +203,6 @@ class _Owned:
         self.on_event = det.on_event
         self.on_timer = det.on_timer
         self.on_flush = det.on_flush
-        self.wake = det.wake
         self._p = partition
         self._n = partitions
 

@@ -103,8 +103,6 @@ def _whatif(args, settings, rules, as_of) -> int:
           file=sys.stderr)
     if args.diff:
         stored = stored_slice(store, start=start, end=end, subject_id=subject_id)
-        if start is None and end is None and subject_id is None:
-            stored = store.alerts(limit=10_000_000)
         d = diff_alerts(stored, alerts)
         print(format_diff(d))
         if args.diff_out:

@@ -12,12 +12,13 @@ Two clocks: ``ctx.watermark`` (how far event time has surely progressed:
 windows that end before it are complete) and ``ctx.now`` (the time that
 time-based rules are judged against: the wall clock in production, the
 watermark in replay and ``--clock event``). A detector says which one its
-timers follow with ``timer_clock``.
+timers follow with ``timer_clock``. Every state object has a ``wake``
+attribute: when (in that clock) it wants ``on_timer``, or None.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, MutableMapping
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import tzinfo
 from typing import Any, ClassVar, Protocol
@@ -133,25 +134,13 @@ class Detector:
         raise NotImplementedError
 
     def on_timer(self, state: Any, key: str, ctx: Ctx) -> tuple[Any, list[Alert]]:
-        """Called when the clock has passed ``wake(state)``."""
+        """Called when the clock has passed ``state.wake``."""
         return state, []
 
     def on_flush(self, state: Any, key: str, ctx: Ctx) -> tuple[Any, list[Alert]]:
         """End of input: judge whatever still waits for data that will not come."""
         return state, []
 
-    def wake(self, state: Any) -> float | None:
-        """When this state wants ``on_timer`` (in its ``timer_clock``), or None.
-
-        Every state object has a ``wake`` attribute (None when it wants no
-        timer); the engine reads it directly on the hot path.
-        """
-        return state.wake
-
     def initial_subjects(self, ctx: Ctx) -> Iterator[str]:
         """Subjects that exist before any event (e.g. projects that never report)."""
         return iter(())
-
-
-def iter_store(store: MutableMapping[str, Any] | Store) -> Iterator[tuple[str, Any]]:
-    yield from list(store.items())

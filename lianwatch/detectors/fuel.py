@@ -91,9 +91,6 @@ class FuelDetector(Detector):
     def new_state(self, key: str, ctx: Ctx) -> VehicleState:
         return VehicleState(key)
 
-    def wake(self, state: VehicleState) -> float | None:
-        return state.wake
-
     # ------------------------------------------------------------------ events
     def on_event(self, st: VehicleState, ev: dict[str, Any], ctx: Ctx):
         if ev["_s"] == "gps":

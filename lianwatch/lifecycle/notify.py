@@ -178,13 +178,8 @@ class Notifier:
         rep = NotifyReport()
         if not latest:
             return rep
-        states = self.lifecycle.states(latest)
-        evs = self.lifecycle.observe(latest.values(), now, states)
-        rep.opened = sum(e.action == "open" for e in evs)
-        rep.raised = sum(e.action == "raise" for e in evs)
-        rep.escalated = len(self.lifecycle.escalate_due(latest, now, states))
-        self._plan_and_dispatch(latest, states, now, rep, repeats=False)
-        return rep
+        return self._observe_and_dispatch(latest, self.lifecycle.states(latest), now, rep,
+                                          repeats=False)
 
     def tick(self, now: float | datetime | str) -> NotifyReport:
         """Escalate overdue alerts, plan repeats and state notices, send what is due.
@@ -197,13 +192,17 @@ class Notifier:
         now = _epoch(now)
         rep = NotifyReport()
         ids = set(self.lifecycle.active_ids(now)) | set(self._unseen(now))
-        alerts = self._alerts_for(ids)
-        states = self.lifecycle.states(ids)
+        return self._observe_and_dispatch(self._alerts_for(ids), self.lifecycle.states(ids), now,
+                                          rep, repeats=True)
+
+    def _observe_and_dispatch(self, alerts: dict[str, Alert], states: Any, now: float,
+                              rep: NotifyReport, *, repeats: bool) -> NotifyReport:
+        """Record opens/raises/escalations in the history, then plan and send notices."""
         evs = self.lifecycle.observe(alerts.values(), now, states)
         rep.opened = sum(e.action == "open" for e in evs)
         rep.raised = sum(e.action == "raise" for e in evs)
         rep.escalated = len(self.lifecycle.escalate_due(alerts, now, states))
-        self._plan_and_dispatch(alerts, states, now, rep, repeats=True)
+        self._plan_and_dispatch(alerts, states, now, rep, repeats=repeats)
         return rep
 
     def pending(self) -> list[dict[str, Any]]:
