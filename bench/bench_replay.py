@@ -71,7 +71,7 @@ def state_size(d: Path) -> dict:
     eng = Engine([FuelDetector()], RuleSet(), ref)
     keep = sorted(ref.vehicles)[:5]
     evs = (e for e in _events({k: v for k, v in files.items() if k in ("gps", "fuel")}, dead,
-                              DEFAULT_TZ, Counter(), None, None)
+                              DEFAULT_TZ, Counter(), None)
            if e.get("vehicle_id") in keep)
     for ev in ExternalSorter().sorted(evs):
         eng.process(ev)

@@ -71,6 +71,7 @@ class Engine:
             for s in d.streams:
                 self._routes.setdefault(s, []).append((i, d, self.stores[d.name]))
         self._timers: dict[str, list[tuple[float, int, int, str]]] = {"watermark": [], "now": []}
+        self._due = _INF  # the earliest timer of either clock (a cheap test per event)
         self._seq = 0
         self._started = False
 
@@ -88,8 +89,10 @@ class Engine:
                     store[key] = d.new_state(key, self.ctx)
             for heap in self._timers.values():
                 heap[:] = [e for e in heap if e[2] != i]
+                heapq.heapify(heap)
             for key, st in list(store.items()):
                 self._push(i, d, key, st.wake)
+        self._set_due()
         self._started = True
 
     # ----------------------------------------------------------------- events
@@ -100,21 +103,9 @@ class Engine:
         """
         if not self._started:
             self.start()
-        out: list[Alert] = _NO_ALERTS
         t = ev["t"]
+        out = self.clock_to(t) if t > self.max_t else _NO_ALERTS
         ctx = self.ctx
-        if t > self.max_t:
-            self.max_t = t
-            wm = t - self.lateness
-            if wm > ctx.watermark:
-                ctx.watermark = wm
-                if self.clock == "event":
-                    ctx.now = wm
-                wh = self._timers["watermark"]
-                nh = self._timers["now"]
-                if (wh and wh[0][0] < wm) or (nh and nh[0][0] < ctx.now):
-                    out = []
-                    self._advance(wm, None, out, inclusive=False)
         for i, det, store in self._routes.get(ev["_s"], ()):
             key = det.key(ev, ctx)
             if key is None:
@@ -134,6 +125,45 @@ class Engine:
                     out = []
                 out.extend(alerts)
         return out
+
+    def clock_to(self, t: float) -> list[Alert]:
+        """An event at ``t`` was seen: move the watermark (and, on event time, the
+        clock) and fire the timers it passed. Returns their alerts (do not modify)."""
+        out: list[Alert] = _NO_ALERTS
+        if t > self.max_t:
+            self.max_t = t
+            ctx = self.ctx
+            wm = t - self.lateness
+            if wm > ctx.watermark:
+                ctx.watermark = wm
+                if self.clock == "event":
+                    ctx.now = wm
+                if self._due < wm:
+                    wh = self._timers["watermark"]
+                    nh = self._timers["now"]
+                    if (wh and wh[0][0] < wm) or (nh and nh[0][0] < ctx.now):
+                        out = []
+                        self._advance(wm, None, out, inclusive=False)
+        return out
+
+    def hot(self, stream: str):
+        """A direct entry for the bulk of ``stream`` (replay's GPS pings):
+        ``fn(t, key, *values)``, values as the detector's ``hot_fields[stream]``.
+
+        Only when exactly one detector takes the stream, offers such an entry and
+        keeps its state in a :class:`DictStore`; else None (use :meth:`process`).
+        The caller moves the clock first (:meth:`clock_to`) and passes keys the
+        detector would give (:meth:`Detector.key`). Same effect as :meth:`process`.
+        """
+        if not self._started:
+            self.start()
+        routes = self._routes.get(stream, ())
+        if len(routes) != 1:
+            return None
+        _, det, store = routes[0]
+        if type(store) is not DictStore:
+            return None
+        return det.hot(stream, store, self.ctx)
 
     def tick(self, now: float | None = None, watermark: float | None = None) -> list[Alert]:
         """Advance the clocks without an event (wall-clock ticks, tick messages)."""
@@ -173,6 +203,12 @@ class Engine:
             return
         self._seq += 1
         heapq.heappush(self._timers[det.timer_clock], (wake, self._seq, i, key))
+        if wake < self._due:
+            self._due = wake
+
+    def _set_due(self) -> None:
+        w, n = self._timers["watermark"], self._timers["now"]
+        self._due = min(w[0][0] if w else _INF, n[0][0] if n else _INF)
 
     def _advance(self, wm: float, now: float | None, out: list[Alert], inclusive: bool) -> None:
         ctx = self.ctx
@@ -184,6 +220,7 @@ class Engine:
             ctx.now = now
         self._fire("watermark", ctx.watermark, out, inclusive)
         self._fire("now", ctx.now, out, inclusive)
+        self._set_due()
 
     def _fire(self, which: str, clock: float, out: list[Alert], inclusive: bool) -> None:
         heap = self._timers[which]

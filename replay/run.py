@@ -12,7 +12,8 @@ from __future__ import annotations
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from itertools import chain
 from dataclasses import dataclass, field
 from datetime import tzinfo
 from pathlib import Path
@@ -29,10 +30,13 @@ from lianwatch.reference import Reference
 from lianwatch.replay.files import (
     EVENT_STREAMS, find_files, open_chunks, reference_records,
 )
+from lianwatch.replay.pings import PingFile
 from lianwatch.replay.sort import ExternalSorter
 from lianwatch.rules import RuleSet
 
 __all__ = ["replay_dir", "ReplayResult", "DeadLetters", "load_reference", "deadletter_path"]
+
+_INF = float("inf")
 
 
 def deadletter_path(output: str | Path) -> Path:
@@ -104,10 +108,15 @@ def load_reference(files: dict[str, Path], dead: DeadLetters, tz: tzinfo) -> tup
     return ref, read
 
 
+def _lean(ev: dict[str, Any]) -> dict[str, Any]:
+    # pings are most of the input: keep what the detectors read
+    return {"t": ev["t"], "_s": "gps", "_id": ev["_id"], "vehicle_id": ev["vehicle_id"],
+            "lat": ev["lat"], "lon": ev["lon"]}
+
+
 def _events(files: dict[str, Path], dead: DeadLetters, tz: tzinfo, read: Counter,
-            progress: Callable[[int], None] | None,
             archive: Callable[[str, dict, bytes], None] | None) -> Iterator[dict[str, Any]]:
-    done_before = 0
+    """Every event of the files, validated (the bad ones to ``dead``), in file order."""
     for stream in EVENT_STREAMS:
         p = files.get(stream)
         if p is None:
@@ -115,7 +124,7 @@ def _events(files: dict[str, Path], dead: DeadLetters, tz: tzinfo, read: Counter
         n = 0
         parse = fast_parser(stream, tz)
         lean = stream == "gps"
-        for first, lines, done in open_chunks(p):
+        for first, lines, _ in open_chunks(p):
             for i, line in enumerate(lines):
                 ev = parse(line)
                 if ev is None:
@@ -125,17 +134,110 @@ def _events(files: dict[str, Path], dead: DeadLetters, tz: tzinfo, read: Counter
                     if ev is None:
                         dead.add(stream, f"{p.name}:{first + i}", why or "invalid", line)
                         continue
-                if lean:  # pings are most of the input: keep what the detectors read
-                    ev = {"t": ev["t"], "_s": "gps", "_id": ev["_id"], "vehicle_id": ev["vehicle_id"],
-                          "lat": ev["lat"], "lon": ev["lon"]}
+                if lean:
+                    ev = _lean(ev)
                 n += 1
                 if archive is not None:
                     archive(stream, ev, line)
                 yield ev
-            if progress is not None:
-                progress(done_before + done)
         read[stream] += n
-        done_before += p.stat().st_size
+
+
+def _rescued(pings: PingFile, dead: DeadLetters, tz: tzinfo, read: Counter
+             ) -> Iterator[dict[str, Any]]:
+    """The ping lines the SQL did not pass, through the pydantic gate."""
+    name = pings.path.name
+    for lineno, line in pings.rest():
+        if not line.strip():
+            continue
+        ev, why = parse_event("gps", line, tz)
+        if ev is None:
+            dead.add("gps", f"{name}:{lineno}", why or "invalid", line)
+            continue
+        read["gps"] += 1
+        yield _lean(ev)
+
+
+class _Loop:
+    """The replay loop's bookkeeping: alerts in their final version, set-aside
+    records, events after ``--as-of``, the progress bar."""
+
+    def __init__(self, engine: Engine, dead: DeadLetters, as_of: float | None, bar: Any) -> None:
+        self.engine = engine
+        self.dead = dead
+        self.limit = as_of if as_of is not None else _INF
+        self.bar = bar
+        self.after = 0
+        self.n = 0
+        self.current: dict[str, Alert] = {}
+
+    def collect(self, alerts: list[Alert]) -> None:
+        current = self.current
+        for a in alerts:
+            cur = current.get(a.alert_id)
+            if cur is None or a.version >= cur.version:
+                current[a.alert_id] = a
+
+    def set_aside(self) -> None:
+        for sa in self.engine.drain_set_aside():
+            self.dead.add(sa.stream, "engine", sa.reason, sa.record)
+
+    def advance(self, n: int) -> None:
+        self.n += n
+        if self.bar is not None and self.n - self.bar.n >= 65536:
+            self.bar.update(self.n - self.bar.n)
+
+    def events(self, events: Iterable[dict[str, Any]]) -> None:
+        """Events in replay order, through :meth:`Engine.process`."""
+        process = self.engine.process
+        ctx = self.engine.ctx
+        limit = self.limit
+        for ev in events:
+            if ev["t"] > limit:
+                self.after += 1
+                continue
+            alerts = process(ev)
+            if alerts:
+                self.collect(alerts)
+            if ctx.set_aside:
+                self.set_aside()
+            if self.bar is not None:
+                self.advance(1)
+
+    def pings(self, pings: PingFile, others: Iterator[dict[str, Any]]) -> None:
+        """Pings in order (column batches from chDB) merged with the other events in
+        order, by (time, stream, id), the order of :data:`~lianwatch.replay.sort.sort_key`.
+        Pings go through the fuel detector's direct entry (no dict per ping)."""
+        engine = self.engine
+        hot = engine.hot("gps")
+        clock_to = engine.clock_to
+        limit = self.limit
+        one = [None]
+
+        nxt = next(others, None)
+        ot = nxt["t"] if nxt is not None else _INF
+        for ts, vs, las, los in pings.batches():
+            for t, v, la, lo in zip(ts, vs, las, los):
+                while ot <= t and (ot < t or (nxt["_s"], nxt["_id"]) < ("gps", v)):  # type: ignore[index]
+                    one[0] = nxt
+                    self.events(one)  # type: ignore[arg-type]
+                    nxt = next(others, None)
+                    ot = nxt["t"] if nxt is not None else _INF
+                if t > limit:
+                    self.after += 1
+                elif hot is None:
+                    one[0] = {"t": t, "_s": "gps", "_id": v, "vehicle_id": v, "lat": la, "lon": lo}
+                    self.events(one)  # type: ignore[arg-type]
+                else:
+                    if t > engine.max_t:
+                        alerts = clock_to(t)
+                        if alerts:
+                            self.collect(alerts)
+                    hot(t, v, la, lo)
+            if self.bar is not None:
+                self.advance(len(ts))
+        if nxt is not None:
+            self.events(chain((nxt,), others))
 
 
 def replay_dir(
@@ -149,11 +251,14 @@ def replay_dir(
     progress: bool | None = None,
     store: Any = None,
     archive_batch: int = 100_000,
+    sql_pings: bool | None = None,
 ) -> ReplayResult:
     """Replay a contract directory; write alerts to ``output`` (JSONL) if given.
 
     ``store``: an :class:`~lianwatch.sinks.store.AlertStore` to write alerts,
     dead letters and the raw-event archive to (the demo does).
+    ``sql_pings``: check and sort the GPS file in chDB (:mod:`lianwatch.replay.pings`);
+    default: yes, unless pings are archived to a store (that needs each raw line).
     """
     t0 = time.perf_counter()
     rules = rules or RuleSet()
@@ -164,20 +269,10 @@ def replay_dir(
     engine.start()
     if store is not None:
         store.write_reference(ref)
-
-    bar = None
-    if progress is None:
-        progress = sys.stderr.isatty()
-    if progress:
-        from tqdm import tqdm
-
-        total = sum(files[s].stat().st_size for s in EVENT_STREAMS if s in files)
-        bar = tqdm(total=total, unit="B", unit_scale=True, desc="replay", file=sys.stderr,
-                   mininterval=0.5)
-
-    def tick(done: int) -> None:
-        assert bar is not None
-        bar.update(done - bar.n)
+    if sql_pings is None:
+        sql_pings = store is None
+    pings = PingFile(files["gps"], sort_bytes=max_in_memory * 64) \
+        if sql_pings and "gps" in files else None
 
     archive_fn = None
     pending: dict[str, list[tuple[dict, bytes]]] = {}
@@ -189,37 +284,27 @@ def replay_dir(
                 store.archive(stream, buf, subject_of=ref.vehicle_of)
                 buf.clear()
 
-    current: dict[str, Alert] = {}
-
-    def collect(alerts: list[Alert]) -> None:
-        for a in alerts:
-            cur = current.get(a.alert_id)
-            if cur is None or a.version >= cur.version:
-                current[a.alert_id] = a
-
+    if progress is None:
+        progress = sys.stderr.isatty()
+    loop = _Loop(engine, dead, as_of, _progress_bar(files) if progress else None)
     sorter = ExternalSorter(max_in_memory=max_in_memory)
-    after = 0
-    process = engine.process
-    for ev in sorter.sorted(_events(files, dead, tz, read, tick if bar else None, archive_fn)):
-        if as_of is not None and ev["t"] > as_of:
-            after += 1
-            continue
-        alerts = process(ev)
-        if alerts:
-            collect(alerts)
-        if engine.ctx.set_aside:
-            for sa in engine.drain_set_aside():
-                dead.add(sa.stream, "engine", sa.reason, sa.record)
-    collect(engine.finish(as_of))
-    for sa in engine.drain_set_aside():
-        dead.add(sa.stream, "engine", sa.reason, sa.record)
-    if bar is not None:
-        bar.close()
-    for stream, buf in pending.items():
+    if pings is None:
+        loop.events(sorter.sorted(_events(files, dead, tz, read, archive_fn)))
+    else:
+        others = _events({k: v for k, v in files.items() if k != "gps"}, dead, tz, read, archive_fn)
+        loop.pings(pings, sorter.sorted(chain(_rescued(pings, dead, tz, read), others)))
+    loop.collect(engine.finish(as_of))
+    loop.set_aside()
+    if pings is not None:
+        read["gps"] += pings.passed
+    if loop.bar is not None:
+        loop.bar.update(loop.n - loop.bar.n)
+        loop.bar.close()
+    for s, buf in pending.items():
         if buf:
-            store.archive(stream, buf, subject_of=ref.vehicle_of)
+            store.archive(s, buf, subject_of=ref.vehicle_of)
     end = as_of if as_of is not None else (engine.max_t if engine.max_t > float("-inf") else None)
-    alerts = sorted(current.values(), key=lambda a: (a.event_ts, a.rule, a.alert_id))
+    alerts = sorted(loop.current.values(), key=lambda a: (a.event_ts, a.rule, a.alert_id))
     if output is not None:
         write_alerts_jsonl(output, alerts)
     if store is not None:
@@ -228,8 +313,17 @@ def replay_dir(
         store.write_deadletters(dict(it, received_t=received) for it in dead.items)
     dead.close()
     return ReplayResult(alerts=alerts, read=read, set_aside=dead.counts,
-                        seconds=time.perf_counter() - t0, as_of=end, after_as_of=after,
+                        seconds=time.perf_counter() - t0, as_of=end, after_as_of=loop.after,
                         runs_spilled=sorter.runs_spilled)
+
+
+def _progress_bar(files: dict[str, Path]) -> Any:
+    """Events replayed, out of the event files' non-blank lines (counted by chDB, fast)."""
+    from tqdm import tqdm
+
+    total = sum(PingFile(files[s]).count_lines() for s in EVENT_STREAMS if s in files)
+    return tqdm(total=total, unit=" events", unit_scale=True, desc="replay", file=sys.stderr,
+                mininterval=0.5)
 
 
 def write_alerts_jsonl(output: str | Path, alerts: list[Alert]) -> None:

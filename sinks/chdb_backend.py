@@ -24,7 +24,7 @@ import orjson
 from lianwatch.sinks.base import StoreError
 from lianwatch.sinks.schema import Capabilities, Table
 
-__all__ = ["ChdbBackend", "tsv_payload", "current_path"]
+__all__ = ["ChdbBackend", "tsv_payload", "current_path", "scratch_session"]
 
 _SESSIONS: dict[str, Any] = {}
 _LOCK = threading.RLock()
@@ -48,10 +48,23 @@ def _session(path: str):
                     _SESSIONS.pop(other).close()
                 except Exception:  # pragma: no cover - best effort
                     pass
-            Path(path).mkdir(parents=True, exist_ok=True)
+            if path != _MEMORY:
+                Path(path).mkdir(parents=True, exist_ok=True)
             s = chs.Session(path)
             _SESSIONS[path] = s
         return s
+
+
+_MEMORY = ":memory:"
+
+
+def scratch_session():
+    """A chDB session for queries over files (no tables of its own): the open
+    session if there is one, else an in-memory one, which a store opened later
+    replaces."""
+    with _LOCK:
+        path = current_path()
+        return _session(path if path is not None else _MEMORY)
 
 
 # ---------------------------------------------------------------------- TabSeparated

@@ -67,10 +67,15 @@ def test_reversed_files_give_the_same_alerts(demo, tmp_path):
 
 
 def test_spilled_sort_gives_the_same_alerts(demo, tmp_path):
-    small = replay_dir(demo.input, tmp_path / "small.jsonl", progress=False, max_in_memory=20_000)
+    want = {(a.alert_id, a.rule, a.level) for a in demo.result.alerts}
+    # pings sorted in Python, spilled to disk
+    small = replay_dir(demo.input, tmp_path / "small.jsonl", progress=False, max_in_memory=20_000,
+                       sql_pings=False)
     assert small.runs_spilled > 0
-    assert ids_levels(tmp_path / "small.jsonl") == {
-        (a.alert_id, a.rule, a.level) for a in demo.result.alerts}
+    assert ids_levels(tmp_path / "small.jsonl") == want
+    # pings sorted by chDB in 1 MiB (it sorts on disk past that)
+    replay_dir(demo.input, tmp_path / "tiny.jsonl", progress=False, max_in_memory=1000)
+    assert ids_levels(tmp_path / "tiny.jsonl") == want
 
 
 def test_every_record_twice_gives_no_second_alert(demo, tmp_path):
@@ -105,6 +110,13 @@ def test_bad_lines_are_set_aside_with_reasons(demo, tmp_path):
     assert all(x["raw"] and x["source"] for x in dead)
     # the rest went on: the same alerts as without the bad lines
     assert {a.alert_id for a in res.alerts} == {a.alert_id for a in demo.result.alerts}
+    # pings checked in chDB (the default) or all in Python: the same alerts, the same dead letters
+    py = tmp_path / "py.jsonl"
+    res_py = replay_dir(d, py, progress=False, sql_pings=False)
+    assert py.read_bytes() == out.read_bytes()
+    assert sorted(deadletter_path(py).read_bytes().splitlines()) == \
+        sorted(deadletter_path(out).read_bytes().splitlines())
+    assert res_py.read == res.read and res_py.set_aside == res.set_aside
 
 
 def test_missing_input_dir_is_a_clear_failure(tmp_path):

@@ -18,7 +18,7 @@ attribute: when (in that clock) it wants ``on_timer``, or None.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import tzinfo
 from typing import Any, ClassVar, Protocol
@@ -144,3 +144,14 @@ class Detector:
     def initial_subjects(self, ctx: Ctx) -> Iterator[str]:
         """Subjects that exist before any event (e.g. projects that never report)."""
         return iter(())
+
+    def hot(self, stream: str, store: dict[str, Any], ctx: Ctx) -> Callable[..., None] | None:
+        """Optional: a direct entry for the events of ``stream`` that only add to
+        a subject's state (no alerts, no timers): ``fn(t, key, *values)`` with the
+        values in the order of :attr:`hot_fields`; the same effect as
+        :meth:`on_event` on the event. For replay's bulk (GPS pings): no dict per
+        event. ``store`` is a plain dict. None: no such entry."""
+        return None
+
+    #: per stream, the event fields ``hot(...)`` takes after ``t`` and the key
+    hot_fields: ClassVar[dict[str, tuple[str, ...]]] = {}

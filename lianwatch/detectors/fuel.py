@@ -92,18 +92,33 @@ class FuelDetector(Detector):
         return VehicleState(key)
 
     # ------------------------------------------------------------------ events
+    hot_fields = {"gps": ("lat", "lon")}
+
     def on_event(self, st: VehicleState, ev: dict[str, Any], ctx: Ctx):
         if ev["_s"] == "gps":
-            self._add_ping(st, ev, ctx)
+            self._add_ping(st, ev["t"], ev["lat"], ev["lon"], ctx)
             return st, _NO_ALERTS
         return self._add_fuel(st, ev, ctx)
+
+    def hot(self, stream: str, store: dict[str, Any], ctx: Ctx):
+        if stream != "gps":
+            return None
+        add = self._add_ping
+        get = store.get
+
+        def ping(t: float, vid: str, lat: float, lon: float) -> None:
+            st = get(vid)
+            if st is None:
+                st = store[vid] = self.new_state(vid, ctx)
+            add(st, t, lat, lon, ctx)
+
+        return ping
 
     def _rules(self, st: VehicleState, ctx: Ctx) -> FuelRules:
         return ctx.rules.fuel_for(ctx.ref.unit_of_vehicle(st.vid))
 
-    def _add_ping(self, st: VehicleState, ev: dict[str, Any], ctx: Ctx) -> None:
+    def _add_ping(self, st: VehicleState, t: float, lat: float, lon: float, ctx: Ctx) -> None:
         # the hot path (most events are pings): local flat-earth distances, no calls
-        t = ev["t"]
         tt = st.t
         if tt and t <= tt[-1]:
             if t == tt[-1]:
@@ -111,10 +126,8 @@ class FuelDetector(Detector):
             i = bisect.bisect_left(tt, t)
             if i < len(tt) and tt[i] == t:
                 return
-            self._insert_ping(st, i, t, ev["lat"], ev["lon"], ctx)
+            self._insert_ping(st, i, t, lat, lon, ctx)
             return
-        lat = ev["lat"]
-        lon = ev["lon"]
         d = st.d
         if tt:
             alat = d[-2]

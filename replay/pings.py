@@ -1,0 +1,172 @@
+"""GPS pings checked and put in event-time order by the embedded ClickHouse (chDB).
+
+Pings are nearly all of a replay's input. Decoding, validating and sorting them
+one Python object at a time costs several times the JSON decoding itself; chDB
+does it in C++ straight from the file (``.gz`` too), spills its sort to disk
+past a memory limit, and streams the pings back in order as Arrow batches.
+
+The SQL check is conservative: it passes only the plain shape of a valid ping —
+a JSON object without repeated keys; ``vehicle_id`` a printable-ASCII id of at
+most 128 characters; ``ts`` RFC 3339 to the second with ``Z`` or an explicit
+offset; ``lat``/``lon`` JSON numbers in range; the optional fields, when
+present, JSON values of their type and range. Every other line comes back
+with its number and bytes and goes through the one pydantic gate
+(:func:`~lianwatch.models.parse.parse_event`), which accepts it (a naive local
+time, a fraction of a second, a number sent as text…) or gives the reason it is
+set aside. The SQL can make replay faster, never more lenient: the tests hold
+every line it passes to what ``parse_event`` makes of it.
+
+Order: time, then vehicle, then position, which is the replay order
+(``t``, ``"gps"``, vehicle) made total for two different pings of one vehicle
+in one second.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+__all__ = ["PingFile"]
+
+def _number(raw: str, lo: float | None, hi: float | None) -> str:
+    """``raw`` is a JSON number (not -0) within [lo, hi]. The raw text comes from a
+    document the JSON parser accepted, so a number is whatever starts with - or a digit."""
+    cond = [f"{raw} != ''", f"position('-0123456789', substring({raw}, 1, 1)) > 0",
+            f"NOT (startsWith({raw}, '-') AND {raw}_f = 0)"]
+    if lo is not None:
+        cond.append(f"{raw}_f >= {lo}")
+    if hi is not None:
+        cond.append(f"{raw}_f <= {hi}")
+    return "(" + " AND ".join(cond) + ")"
+
+
+_TS = ('^"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}'
+       '(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])"$')
+
+# the raw JSON text of each field ('' when absent) and, for numbers, its value
+_FIELDS = {"vehicle_id": "vr", "ts": "tr", "lat": "la", "lon": "lo", "speed_kmh": "sp",
+           "ignition": "ig", "odometer_km": "od"}
+_RAW = ",\n    ".join(f"vs[indexOf(ks, '{k}')] AS {a}" for k, a in _FIELDS.items())
+_FLOATS = ",\n    ".join(f"toFloat64OrZero({a}) AS {a}_f" for a in ("la", "lo", "sp", "od"))
+
+_SELECT = f"""
+SELECT ok, n, raw, t, vid, lat, lon FROM (
+  SELECT _row_number + 1 AS n,
+    JSONExtractKeysAndValuesRaw(line) AS kv, kv.1 AS ks, kv.2 AS vs,
+    {_RAW},
+    {_FLOATS},
+    parseDateTimeOrNull(concat(substring(tr, 2, 10), ' ', substring(tr, 13, 8)),
+                        '%Y-%m-%d %H:%i:%s', 'UTC') AS dt,
+    if(length(tr) = 27,
+       if(substring(tr, 21, 1) = '-', -1, 1)
+         * (toInt32OrZero(substring(tr, 22, 2)) * 3600 + toInt32OrZero(substring(tr, 25, 2)) * 60),
+       0) AS off,
+    NOT startsWith(line, '\\xEF\\xBB\\xBF')  -- the JSON parser skips a byte-order mark; pydantic does not
+      AND length(ks) = length(arrayDistinct(ks))
+      AND startsWith(vr, '"') AND length(vr) BETWEEN 3 AND 130 AND lengthUTF8(vr) = length(vr)
+      AND position(vr, '\\\\') = 0 AND NOT startsWith(vr, '" ') AND NOT endsWith(vr, ' "')
+      AND match(tr, '{_TS}') AND dt IS NOT NULL
+      AND {_number('la', -90, 90)} AND {_number('lo', -180, 180)}
+      AND (sp = '' OR {_number('sp', 0, 400)})
+      AND ig IN ('', 'true', 'false', 'null')
+      AND (od IN ('', 'null') OR {_number('od', 0, None)}) AS ok,
+    if(ok, '', line) AS raw,
+    if(ok, toFloat64(toInt64(toUnixTimestamp(assumeNotNull(dt))) - off), 0) AS t,
+    if(ok, substring(vr, 2, length(vr) - 2), '') AS vid,
+    if(ok, la_f, 0) AS lat,
+    if(ok, lo_f, 0) AS lon
+  FROM file('{{path}}', 'LineAsString')
+)
+ORDER BY ok, t, vid, lat, lon
+SETTINGS max_threads = {{threads}}, precise_float_parsing = 1, short_circuit_function_evaluation = 'disable',
+         max_bytes_before_external_sort = {{sort_bytes}},
+         output_format_arrow_string_as_string = 0
+"""
+
+
+def _sql_path(path: Path) -> str:
+    return str(path.resolve()).replace("\\", "\\\\").replace("'", "\\'")
+
+
+class PingFile:
+    """One ``gps.jsonl[.gz]`` through chDB.
+
+    ``rest()`` first: the lines the SQL did not pass, as ``(line_number, bytes)``
+    (blank lines among them), for the pydantic gate. Then ``batches()``: the
+    passed pings in replay order, as column lists ``(t, vehicle_id, lat, lon)``.
+
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "gps.jsonl").write_text(
+    ...     '{"vehicle_id":"V2","ts":"2026-03-02T08:00:05+08:00","lat":30.2,"lon":120.1}\\n'
+    ...     '{"vehicle_id":"V1","ts":"2026-03-02 08:00:05","lat":30.2,"lon":120.1}\\n'
+    ...     '{"vehicle_id":"V1","ts":"2026-03-02T00:00:05Z","lat":30.2,"lon":120.1}\\n')
+    >>> f = PingFile(d / "gps.jsonl")
+    >>> [n for n, _ in f.rest()]  # a naive local time: for the pydantic gate
+    [2]
+    >>> [(t, v) for ts, vs, _, _ in f.batches() for t, v in zip(ts, vs)]
+    [(1772409605.0, 'V1'), (1772409605.0, 'V2')]
+    """
+
+    def __init__(self, path: Path, *, sort_bytes: int = 256 << 20, threads: int = 1) -> None:
+        self.path = path
+        self.threads = max(1, threads)
+        self.sort_bytes = max(1 << 20, int(sort_bytes))
+        self.passed = 0  # pings the SQL passed (known once batches() is exhausted)
+        self._stream: Any = None
+        self._head: Any = None  # the first batch with passed pings, read while looking for the rest
+
+    def count_lines(self) -> int:
+        from lianwatch.sinks.chdb_backend import scratch_session
+
+        r = scratch_session().query(
+            f"SELECT countIf(notEmpty(trimBoth(line))) FROM file('{_sql_path(self.path)}', "
+            "'LineAsString')", "CSV")
+        return int(str(r).strip() or 0)
+
+    def rest(self) -> Iterator[tuple[int, bytes]]:
+        import pyarrow as pa
+
+        from lianwatch.sinks.chdb_backend import scratch_session
+
+        sql = _SELECT.replace("{path}", _sql_path(self.path)).replace(
+            "{sort_bytes}", str(self.sort_bytes)).replace("{threads}", str(self.threads))
+        self._stream = iter(scratch_session().send_query(sql, "ArrowStream"))
+        for chunk in self._stream:
+            for batch in pa.ipc.open_stream(chunk.bytes()):
+                ok = batch.column(0)
+                n_bad = len(ok) - int(_sum(ok))
+                if n_bad:
+                    nums = batch.column(1).slice(0, n_bad).to_pylist()
+                    raws = batch.column(2).slice(0, n_bad).to_pylist()
+                    for n, raw in zip(nums, raws):
+                        yield n, raw
+                if n_bad < batch.num_rows:
+                    self._head = batch.slice(n_bad)
+                    return
+
+    def batches(self) -> Iterator[tuple[list[float], list[str], list[float], list[float]]]:
+        import pyarrow as pa
+
+        if self._stream is None:
+            for _ in self.rest():
+                pass
+        head, self._head = self._head, None
+        if head is not None:
+            yield self._columns(head)
+        for chunk in self._stream:
+            for batch in pa.ipc.open_stream(chunk.bytes()):
+                yield self._columns(batch)
+        self._stream = None
+
+    def _columns(self, batch: Any) -> tuple[list[float], list[str], list[float], list[float]]:
+        self.passed += batch.num_rows
+        return (batch.column(3).to_pylist(), batch.column(4).cast("string").to_pylist(),
+                batch.column(5).to_pylist(), batch.column(6).to_pylist())
+
+
+def _sum(col: Any) -> int:
+    import pyarrow.compute as pc
+
+    return pc.sum(col.cast("uint32")).as_py() or 0
