@@ -78,9 +78,10 @@ SELECT ok, n, raw, t, vid, lat, lon FROM (
     if(ok, lo_f, 0) AS lon
   FROM file('{{path}}', 'LineAsString')
 )
-ORDER BY ok, t, vid, lat, lon
+ORDER BY ok, t, vid, lat, lon, raw  -- raw too, so it is made before the sort (not the whole line carried through it)
 SETTINGS max_threads = {{threads}}, precise_float_parsing = 1, short_circuit_function_evaluation = 'disable',
-         max_bytes_before_external_sort = {{sort_bytes}},
+         max_bytes_before_external_sort = {{sort_bytes}}, min_external_sort_block_bytes = {{sort_bytes}},
+         max_bytes_ratio_before_external_sort = 0, storage_file_read_method = 'pread',
          output_format_arrow_string_as_string = 0
 """
 
@@ -116,6 +117,12 @@ class PingFile:
         self.passed = 0  # pings the SQL passed (known once batches() is exhausted)
         self._stream: Any = None
         self._head: Any = None  # the first batch with passed pings, read while looking for the rest
+
+    @staticmethod
+    def can_read(path: Path) -> bool:
+        """chDB's ``file()`` reads ``* ? { } [ ]`` in a path as a pattern: such a
+        path is left to the Python reader."""
+        return not any(c in str(path.resolve()) for c in "*?{}[]")
 
     def count_lines(self) -> int:
         from lianwatch.sinks.chdb_backend import scratch_session

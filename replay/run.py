@@ -214,6 +214,8 @@ class _Loop:
         limit = self.limit
         one = [None]
 
+        if self.bar is not None:  # chDB reads, checks and sorts before the first ping comes out
+            self.bar.set_description_str("replay: sorting pings", refresh=True)
         nxt = next(others, None)
         ot = nxt["t"] if nxt is not None else _INF
         for ts, vs, las, los in pings.batches():
@@ -235,6 +237,7 @@ class _Loop:
                             self.collect(alerts)
                     hot(t, v, la, lo)
             if self.bar is not None:
+                self.bar.desc = "replay"
                 self.advance(len(ts))
         if nxt is not None:
             self.events(chain((nxt,), others))
@@ -272,7 +275,7 @@ def replay_dir(
     if sql_pings is None:
         sql_pings = store is None
     pings = PingFile(files["gps"], sort_bytes=max_in_memory * 64) \
-        if sql_pings and "gps" in files else None
+        if sql_pings and "gps" in files and PingFile.can_read(files["gps"]) else None
 
     archive_fn = None
     pending: dict[str, list[tuple[dict, bytes]]] = {}

@@ -117,36 +117,39 @@ class FuelDetector(Detector):
     def _rules(self, st: VehicleState, ctx: Ctx) -> FuelRules:
         return ctx.rules.fuel_for(ctx.ref.unit_of_vehicle(st.vid))
 
-    def _add_ping(self, st: VehicleState, t: float, lat: float, lon: float, ctx: Ctx) -> None:
-        # the hot path (most events are pings): local flat-earth distances, no calls
+    def _add_ping(self, st: VehicleState, t: float, lat: float, lon: float, ctx: Ctx,
+                  _m: float = M_PER_DEG, _sqrt: Any = math.sqrt) -> None:
+        # the hot path (most events are pings): local flat-earth distances, locals only
         tt = st.t
-        if tt and t <= tt[-1]:
-            if t == tt[-1]:
-                return  # a redelivered ping (or two in one second): keep the first
-            i = bisect.bisect_left(tt, t)
-            if i < len(tt) and tt[i] == t:
-                return
-            self._insert_ping(st, i, t, lat, lon, ctx)
-            return
         d = st.d
         if tt:
+            last = tt[-1]
+            if t <= last:
+                if t == last:
+                    return  # a redelivered ping (or two in one second): keep the first
+                i = bisect.bisect_left(tt, t)
+                if i < len(tt) and tt[i] == t:
+                    return
+                self._insert_ping(st, i, t, lat, lon, ctx)
+                return
             alat = d[-2]
             alon = d[-1]
-            dy = (lat - alat) * M_PER_DEG
+            dy = (lat - alat) * _m
             dx = (lon - alon) * st.kx
             d2 = dx * dx + dy * dy
             if d2 > st.jitter2:
-                d.extend((lat, lon, d[-3] + math.sqrt(d2), lat, lon))
+                d.extend((lat, lon, d[-3] + _sqrt(d2), lat, lon))
             else:
                 d.extend((lat, lon, d[-3], alat, alon))
         else:
             r = self._rules(st, ctx)
             st.jitter2 = r.jitter_m * r.jitter_m
-            st.kx = M_PER_DEG * math.cos(math.radians(lat))
+            st.kx = _m * math.cos(math.radians(lat))
             d.extend((lat, lon, 0.0, lat, lon))
         tt.append(t)
-        st.n_since_evict += 1
-        if st.n_since_evict >= 512:
+        n = st.n_since_evict + 1
+        st.n_since_evict = n
+        if n >= 512:
             self._evict(st, ctx)
 
     def _insert_ping(self, st: VehicleState, i: int, t: float, lat: float, lon: float,
