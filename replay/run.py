@@ -209,33 +209,38 @@ class _Loop:
         order, by (time, stream, id), the order of :data:`~lianwatch.replay.sort.sort_key`.
         Pings go through the fuel detector's direct entry (no dict per ping)."""
         engine = self.engine
-        hot = engine.hot("gps")
         clock_to = engine.clock_to
         limit = self.limit
-        one = [None]
+        one: list[Any] = [None]
+        hot = engine.hot("gps")
+        if hot is None:  # another set of detectors: the general path, a dict per ping
+            def hot(t: float, v: str, la: float, lo: float) -> None:
+                one[0] = {"t": t, "_s": "gps", "_id": v, "vehicle_id": v, "lat": la, "lon": lo}
+                self.events(one)
 
         if self.bar is not None:  # chDB reads, checks and sorts before the first ping comes out
             self.bar.set_description_str("replay: sorting pings", refresh=True)
         nxt = next(others, None)
         ot = nxt["t"] if nxt is not None else _INF
+        max_t = engine.max_t
         for ts, vs, las, los in pings.batches():
             for t, v, la, lo in zip(ts, vs, las, los):
-                while ot <= t and (ot < t or (nxt["_s"], nxt["_id"]) < ("gps", v)):  # type: ignore[index]
-                    one[0] = nxt
-                    self.events(one)  # type: ignore[arg-type]
-                    nxt = next(others, None)
-                    ot = nxt["t"] if nxt is not None else _INF
-                if t > limit:
-                    self.after += 1
-                elif hot is None:
-                    one[0] = {"t": t, "_s": "gps", "_id": v, "vehicle_id": v, "lat": la, "lon": lo}
-                    self.events(one)  # type: ignore[arg-type]
-                else:
-                    if t > engine.max_t:
-                        alerts = clock_to(t)
-                        if alerts:
-                            self.collect(alerts)
-                    hot(t, v, la, lo)
+                if ot <= t:
+                    while ot <= t and (ot < t or (nxt["_s"], nxt["_id"]) < ("gps", v)):  # type: ignore[index]
+                        one[0] = nxt
+                        self.events(one)
+                        nxt = next(others, None)
+                        ot = nxt["t"] if nxt is not None else _INF
+                    max_t = engine.max_t
+                if t > max_t:  # (events up to max_t are all within --as-of)
+                    if t > limit:
+                        self.after += 1
+                        continue
+                    max_t = t
+                    alerts = clock_to(t)
+                    if alerts:
+                        self.collect(alerts)
+                hot(t, v, la, lo)
             if self.bar is not None:
                 self.bar.desc = "replay"
                 self.advance(len(ts))

@@ -78,6 +78,15 @@ def test_spilled_sort_gives_the_same_alerts(demo, tmp_path):
     assert ids_levels(tmp_path / "tiny.jsonl") == want
 
 
+def test_pings_without_a_direct_entry_take_the_general_path(demo, tmp_path, monkeypatch):
+    from lianwatch.engine import Engine
+
+    monkeypatch.setattr(Engine, "hot", lambda self, stream: None)
+    replay_dir(demo.input, tmp_path / "general.jsonl", progress=False)
+    assert ids_levels(tmp_path / "general.jsonl") == {
+        (a.alert_id, a.rule, a.level) for a in demo.result.alerts}
+
+
 def test_every_record_twice_gives_no_second_alert(demo, tmp_path):
     doubled = copy_dir(demo.input, tmp_path / "dbl", lambda lines: lines + lines)
     replay_dir(doubled, tmp_path / "dbl.jsonl", progress=False)
