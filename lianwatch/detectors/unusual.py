@@ -55,8 +55,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import Any
 
-from river import anomaly, preprocessing
-from river.base import AnomalyDetector
+from river.base import AnomalyDetector  # (river.anomaly and .preprocessing load scipy: 2 s)
 
 from lianwatch.detectors.base import Ctx, Detector
 from lianwatch.detectors.payments import DAY, buffer_add, buffer_pop_due, yuan
@@ -306,6 +305,8 @@ class HSTModel(AnomalyDetector):
         self.window_size = window_size
         self.height = height
         self.n_trees = n_trees
+        from river import anomaly, preprocessing  # only when this comparison model is chosen
+
         self.pipe = preprocessing.MinMaxScaler() | anomaly.HalfSpaceTrees(
             n_trees=n_trees, height=height, window_size=window_size, seed=seed)
         self.payees: dict[str, list[float]] = {}
