@@ -18,6 +18,7 @@ import json
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -47,8 +48,12 @@ def baseline(d: Path) -> tuple[int, float]:
 def child(d: Path, out: Path, memory_events: int) -> None:
     from lianwatch.replay.run import replay_dir
 
+    c0 = os.times()
     res = replay_dir(d, out, progress=False, max_in_memory=memory_events)
+    c1 = os.times()
+    cpu = (c1.user - c0.user) + (c1.system - c0.system)
     print(json.dumps({"events": res.events, "seconds": res.seconds, "alerts": len(res.alerts),
+                      "cpu_seconds": cpu,
                       "runs_spilled": res.runs_spilled,
                       "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
@@ -127,7 +132,9 @@ def main() -> None:
                                 + ", ".join(f"{b:.2f}" for b in bases),
         "replay": f"{res['seconds']:.2f} s ({res['events'] / res['seconds']:,.0f} events/s); rounds "
                   + ", ".join(f"{x['seconds']:.2f}" for x in runs),
-        "ratio replay/baseline": f"{res['seconds'] / base_s:.2f}",
+        "ratio replay/baseline": f"{res['seconds'] / base_s:.2f} (medians: "
+                                 f"{statistics.median(x['seconds'] for x in runs) / statistics.median(bases):.2f})",
+        "CPU time / wall time (replay)": f"{res['cpu_seconds'] / res['seconds']:.2f}",
         "peak RSS (replay process)": f"{max(x['maxrss_mb'] for x in runs):.0f} MB",
         "Python sorter runs spilled": str(res["runs_spilled"]),
         "alerts": str(res["alerts"]),

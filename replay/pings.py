@@ -79,7 +79,7 @@ SELECT ok, n, raw, t, vid, lat, lon FROM (
   FROM file('{{path}}', 'LineAsString')
 )
 ORDER BY ok, t, vid, lat, lon, raw  -- raw too, so it is made before the sort (not the whole line carried through it)
-SETTINGS max_threads = {{threads}}, precise_float_parsing = 1, short_circuit_function_evaluation = 'disable',
+SETTINGS max_threads = {{threads}}, input_format_parallel_parsing = 0, precise_float_parsing = 1, short_circuit_function_evaluation = 'disable',
          max_bytes_before_external_sort = {{sort_bytes}}, min_external_sort_block_bytes = {{sort_bytes}},
          max_bytes_ratio_before_external_sort = 0, storage_file_read_method = 'pread',
          output_format_arrow_string_as_string = 0
@@ -169,8 +169,8 @@ class PingFile:
 
     def _columns(self, batch: Any) -> tuple[list[float], list[str], list[float], list[float]]:
         self.passed += batch.num_rows
-        return (batch.column(3).to_pylist(), batch.column(4).cast("string").to_pylist(),
-                batch.column(5).to_pylist(), batch.column(6).to_pylist())
+        return (batch.column(3).to_numpy().tolist(), batch.column(4).cast("string").to_pylist(),
+                batch.column(5).to_numpy().tolist(), batch.column(6).to_numpy().tolist())
 
 
 def _sum(col: Any) -> int:
