@@ -46,6 +46,8 @@ LEAVE = {
     "lat null": ping(lat=b"null"),
     "lon out of range": ping(lon=b"-180.5"),
     "repeated key": OK[:-1] + b',"lat":31.0}',
+    "repeated key, escaped": OK[:-1] + b',"l\\u0061t":95}',
+    "repeated optional key": ping(speed_kmh=b"5")[:-1] + b',"speed_kmh":500}',
     "id with a leading space": ping(vehicle_id=b'" V1"'),
     "id with a trailing space": ping(vehicle_id=b'"V1 "'),
     "empty id": ping(vehicle_id=b'""'),
@@ -96,6 +98,7 @@ PASS = {
     "key order": b'{"lon":120.1,"lat":30.2,"ts":"2026-03-02T08:00:05+08:00","vehicle_id":"V1"}',
     "extra nested field": OK[:-1] + b',"extra":{"a":[1,2,{"b":null}],"c":"x\\"y"}}',
     "extra text field": OK[:-1] + ',"note":"停车场"}'.encode(),
+    "an unknown key twice": OK[:-1] + b',"x":1,"x":2}',
     "CRLF": OK + b"\r",
     # the JSON parser hands these over normalised; pydantic reads the same values
     "integer -0": ping(lat=b"-0"),
