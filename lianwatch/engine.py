@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import tzinfo
-from typing import Any
+from typing import Any, NamedTuple
 
 from lianwatch.detectors.base import Ctx, Detector, DictStore, SetAside, Store
 from lianwatch.models.alert import Alert
@@ -29,10 +29,24 @@ from lianwatch.models.clock import DEFAULT_TZ
 from lianwatch.reference import Reference
 from lianwatch.rules import RuleSet
 
-__all__ = ["Engine"]
+__all__ = ["Engine", "HotEntry"]
 
 _INF = float("inf")
 _NO_ALERTS: list[Alert] = []  # returned when an event raised nothing: never modified
+
+
+class HotEntry(NamedTuple):
+    """How a caller feeds the bulk of a stream straight to its one detector:
+    for an event at ``t`` with key ``k`` (what :meth:`Detector.key` would say),
+    first :meth:`Engine.clock_to` ``(t)``, then ``st = states.get(k)`` (if None:
+    ``st = states[k] = new(k)``) and ``add(st, t, *values, ctx)``, the values
+    named by ``fields``. The same effect as :meth:`Engine.process`, without a
+    dict or a routing step per event."""
+
+    states: dict[str, Any]
+    new: Callable[[str], Any]
+    add: Callable[..., None]
+    fields: tuple[str, ...]
 
 
 class Engine:
@@ -146,24 +160,22 @@ class Engine:
                         self._advance(wm, None, out, inclusive=False)
         return out
 
-    def hot(self, stream: str):
-        """A direct entry for the bulk of ``stream`` (replay's GPS pings):
-        ``fn(t, key, *values)``, values as the detector's ``hot_fields[stream]``.
-
-        Only when exactly one detector takes the stream, offers such an entry and
-        keeps its state in a :class:`DictStore`; else None (use :meth:`process`).
-        The caller moves the clock first (:meth:`clock_to`) and passes keys the
-        detector would give (:meth:`Detector.key`). Same effect as :meth:`process`.
-        """
+    def hot(self, stream: str) -> HotEntry | None:
+        """A direct entry for the bulk of ``stream`` (replay's GPS pings), see
+        :class:`HotEntry`. Only when exactly one detector takes the stream, offers
+        an entry (:meth:`Detector.hot`) and keeps its state in a :class:`DictStore`;
+        else None (use :meth:`process`)."""
         if not self._started:
             self.start()
         routes = self._routes.get(stream, ())
         if len(routes) != 1:
             return None
         _, det, store = routes[0]
-        if type(store) is not DictStore:
+        add = det.hot(stream)
+        if add is None or type(store) is not DictStore:
             return None
-        return det.hot(stream, store, self.ctx)
+        ctx = self.ctx
+        return HotEntry(store, lambda key: det.new_state(key, ctx), add, det.hot_fields[stream])
 
     def tick(self, now: float | None = None, watermark: float | None = None) -> list[Alert]:
         """Advance the clocks without an event (wall-clock ticks, tick messages)."""

@@ -212,10 +212,19 @@ class _Loop:
         clock_to = engine.clock_to
         limit = self.limit
         one: list[Any] = [None]
+        ctx = engine.ctx
         hot = engine.hot("gps")
-        if hot is None:  # another set of detectors: the general path, a dict per ping
-            def hot(t: float, v: str, la: float, lo: float) -> None:
-                one[0] = {"t": t, "_s": "gps", "_id": v, "vehicle_id": v, "lat": la, "lon": lo}
+        if hot is not None and hot.fields == ("lat", "lon"):
+            states, new, add = hot.states, hot.new, hot.add
+            get = states.get
+        else:  # another set of detectors: the general path, a dict per ping
+            new = None
+
+            def get(vid: str) -> str:
+                return vid  # what add() below gets as its "state"
+
+            def add(vid: str, t: float, la: float, lo: float, ctx: Any) -> None:
+                one[0] = {"t": t, "_s": "gps", "_id": vid, "vehicle_id": vid, "lat": la, "lon": lo}
                 self.events(one)
 
         if self.bar is not None:  # chDB reads, checks and sorts before the first ping comes out
@@ -240,7 +249,10 @@ class _Loop:
                     alerts = clock_to(t)
                     if alerts:
                         self.collect(alerts)
-                hot(t, v, la, lo)
+                st = get(v)
+                if st is None and new is not None:
+                    st = states[v] = new(v)
+                add(st, t, la, lo, ctx)
             if self.bar is not None:
                 self.bar.desc = "replay"
                 self.advance(len(ts))

@@ -145,13 +145,13 @@ class Detector:
         """Subjects that exist before any event (e.g. projects that never report)."""
         return iter(())
 
-    def hot(self, stream: str, store: dict[str, Any], ctx: Ctx) -> Callable[..., None] | None:
+    def hot(self, stream: str) -> Callable[..., None] | None:
         """Optional: a direct entry for the events of ``stream`` that only add to
-        a subject's state (no alerts, no timers): ``fn(t, key, *values)`` with the
-        values in the order of :attr:`hot_fields`; the same effect as
-        :meth:`on_event` on the event. For replay's bulk (GPS pings): no dict per
-        event. ``store`` is a plain dict. None: no such entry."""
+        a subject's state (no alerts, no timers, no new wake time):
+        ``add(state, t, *values, ctx)`` with the values named by :attr:`hot_fields`;
+        the same effect as :meth:`on_event` on the event. For replay's bulk (GPS
+        pings): no dict per event, one call. None: no such entry."""
         return None
 
-    #: per stream, the event fields ``hot(...)`` takes after ``t`` and the key
+    #: per stream, the event fields ``hot(...)``'s entry takes after ``t``
     hot_fields: ClassVar[dict[str, tuple[str, ...]]] = {}

@@ -100,19 +100,8 @@ class FuelDetector(Detector):
             return st, _NO_ALERTS
         return self._add_fuel(st, ev, ctx)
 
-    def hot(self, stream: str, store: dict[str, Any], ctx: Ctx):
-        if stream != "gps":
-            return None
-        add = self._add_ping
-        get = store.get
-
-        def ping(t: float, vid: str, lat: float, lon: float) -> None:
-            st = get(vid)
-            if st is None:
-                st = store[vid] = self.new_state(vid, ctx)
-            add(st, t, lat, lon, ctx)
-
-        return ping
+    def hot(self, stream: str):
+        return self._add_ping if stream == "gps" else None
 
     def _rules(self, st: VehicleState, ctx: Ctx) -> FuelRules:
         return ctx.rules.fuel_for(ctx.ref.unit_of_vehicle(st.vid))
