@@ -6,7 +6,7 @@ does it in C++ straight from the file (``.gz`` too), spills its sort to disk
 past a memory limit, and streams the pings back in order as Arrow batches.
 
 The SQL check is conservative: it passes only the plain shape of a valid ping —
-a JSON object without repeated keys; ``vehicle_id`` a printable-ASCII id of at
+a JSON object (no byte-order mark) with none of the ping's keys repeated; ``vehicle_id`` a printable-ASCII id of at
 most 128 characters; ``ts`` RFC 3339 to the second with ``Z`` or an explicit
 offset; ``lat``/``lon`` JSON numbers in range; the optional fields, when
 present, JSON values of their type and range. Every other line comes back
@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["PingFile"]
+
 
 def _number(raw: str, lo: float | None, hi: float | None) -> str:
     """``raw`` is a JSON number (not -0) within [lo, hi]. The raw text comes from a
@@ -81,7 +82,8 @@ SELECT ok, n, raw, t, vid, lat, lon FROM (
   FROM file('{{path}}', 'LineAsString')
 )
 ORDER BY ok, t, vid, lat, lon, raw  -- raw too, so it is made before the sort (not the whole line carried through it)
-SETTINGS max_threads = {{threads}}, input_format_parallel_parsing = 0, precise_float_parsing = 1, short_circuit_function_evaluation = 'disable',
+SETTINGS max_threads = 1, input_format_parallel_parsing = 0,  -- one core
+         precise_float_parsing = 1, short_circuit_function_evaluation = 'disable',
          max_bytes_before_external_sort = {{sort_bytes}}, min_external_sort_block_bytes = {{sort_bytes}},
          max_bytes_ratio_before_external_sort = 0, storage_file_read_method = 'pread',
          output_format_arrow_string_as_string = 0
@@ -112,9 +114,8 @@ class PingFile:
     [(1772409605.0, 'V1'), (1772409605.0, 'V2')]
     """
 
-    def __init__(self, path: Path, *, sort_bytes: int = 256 << 20, threads: int = 1) -> None:
+    def __init__(self, path: Path, *, sort_bytes: int = 256 << 20) -> None:
         self.path = path
-        self.threads = max(1, threads)
         self.sort_bytes = max(1 << 20, int(sort_bytes))
         self.passed = 0  # pings the SQL passed (known once batches() is exhausted)
         self._stream: Any = None
@@ -140,7 +141,7 @@ class PingFile:
         from lianwatch.sinks.chdb_backend import scratch_session
 
         sql = _SELECT.replace("{path}", _sql_path(self.path)).replace(
-            "{sort_bytes}", str(self.sort_bytes)).replace("{threads}", str(self.threads))
+            "{sort_bytes}", str(self.sort_bytes))
         self._stream = iter(scratch_session().send_query(sql, "ArrowStream"))
         for chunk in self._stream:
             for batch in pa.ipc.open_stream(chunk.bytes()):
