@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["Alert", "Level", "SubjectType", "alert_id", "LEVEL_RANK"]
+__all__ = ["Alert", "Level", "SubjectType", "alert_id", "keep_newest", "LEVEL_RANK"]
 
 Level = Literal["red", "yellow"]
 SubjectType = Literal["vehicle", "village", "project"]
@@ -69,3 +69,12 @@ class Alert(BaseModel):
 
     def identity(self) -> tuple[str, str, str]:
         return (self.alert_id, self.rule, self.level)
+
+
+def keep_newest(current: dict[str, Alert], alerts: Iterable[Alert]) -> None:
+    """Fold ``alerts`` into ``current`` (alert id → alert), keeping each id's
+    newest version; a redelivered equal version replaces its twin."""
+    for a in alerts:
+        cur = current.get(a.alert_id)
+        if cur is None or a.version >= cur.version:
+            current[a.alert_id] = a

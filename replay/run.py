@@ -23,7 +23,7 @@ import orjson
 
 from lianwatch.detectors import default_detectors
 from lianwatch.engine import Engine
-from lianwatch.models.alert import Alert
+from lianwatch.models.alert import Alert, keep_newest
 from lianwatch.models.clock import DEFAULT_TZ, format_ts
 from lianwatch.models.parse import fast_parser, parse_event
 from lianwatch.reference import Reference
@@ -172,11 +172,7 @@ class _Loop:
         self.current: dict[str, Alert] = {}
 
     def collect(self, alerts: list[Alert]) -> None:
-        current = self.current
-        for a in alerts:
-            cur = current.get(a.alert_id)
-            if cur is None or a.version >= cur.version:
-                current[a.alert_id] = a
+        keep_newest(self.current, alerts)
 
     def set_aside(self) -> None:
         for sa in self.engine.drain_set_aside():
@@ -341,7 +337,9 @@ def _progress_bar(files: dict[str, Path]) -> Any:
     """Events replayed, out of the event files' non-blank lines (counted by chDB, fast)."""
     from tqdm import tqdm
 
-    total = sum(PingFile(files[s]).count_lines() for s in EVENT_STREAMS if s in files)
+    paths = [files[s] for s in EVENT_STREAMS if s in files]
+    total = (sum(PingFile(p).count_lines() for p in paths)
+             if all(PingFile.can_read(p) for p in paths) else None)  # else: a count, no bar end
     return tqdm(total=total, unit=" events", unit_scale=True, desc="replay", file=sys.stderr,
                 mininterval=0.5)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from lianwatch.models.alert import Alert
+from lianwatch.models.alert import Alert, keep_newest
 
 __all__ = ["AlertSink", "ListSink", "StoreError"]
 
@@ -41,11 +41,8 @@ class ListSink:
         self.current: dict[str, Alert] = {}
 
     def write_alerts(self, alerts: Sequence[Alert]) -> None:
-        for a in alerts:
-            self.written.append(a)
-            cur = self.current.get(a.alert_id)
-            if cur is None or a.version >= cur.version:
-                self.current[a.alert_id] = a
+        self.written.extend(alerts)
+        keep_newest(self.current, alerts)
 
     def close(self) -> None:
         pass

@@ -51,7 +51,7 @@ import orjson
 
 from lianwatch.detectors.base import Detector
 from lianwatch.engine import Engine
-from lianwatch.models.alert import Alert
+from lianwatch.models.alert import Alert, keep_newest
 from lianwatch.models.clock import DEFAULT_TZ
 from lianwatch.models.parse import parse_event
 from lianwatch.reference import Reference
@@ -106,11 +106,7 @@ class BatchOutput:
     released: int = 0
 
     def add_alerts(self, alerts: Iterable[Alert]) -> None:
-        cur = self.alerts
-        for a in alerts:
-            old = cur.get(a.alert_id)
-            if old is None or a.version >= old.version:
-                cur[a.alert_id] = a
+        keep_newest(self.alerts, alerts)
 
     def merge(self, other: "BatchOutput") -> None:
         self.add_alerts(other.alerts.values())
