@@ -454,6 +454,9 @@ def test_two_workers_split_and_hand_over(run, expected, county):
         return sum(status(run, name).get("released", {}).get(f, 0)
                    for f in ("vehicles", "payments", "projects"))
 
+    def worked(name: str) -> set[int]:
+        return set(status(run, name).get("vehicles_partitions", []))
+
     from lianwatch.streams.topics import ensure_topics
 
     ensure_topics(BOOTSTRAP, run.topics)
@@ -464,6 +467,9 @@ def test_two_workers_split_and_hand_over(run, expected, county):
     split = (assigned("a"), assigned("b"))
     run.produce(county, as_of=mid, eod=False)  # the first half of the feed
     wait_for(lambda: released("a") > 0 and released("b") > 0, 60, "both workers to process")
+    # pings pass a re-keying stage first: stop a only once it has worked on all its share
+    wait_for(lambda: worked("a") == split[0] and worked("b") == split[1], 60,
+             "each worker to work on its vehicle partitions")
     a.send_signal(signal.SIGTERM)  # a clean stop: its partitions and their state move to b
     sa = run.wait(a)
     wait_for(lambda: assigned("b") == every, 60, "b to take over every partition")
