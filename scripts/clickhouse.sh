@@ -8,7 +8,7 @@
 #   scripts/clickhouse.sh env     # print CH_* connection variables (eval-able)
 #
 # It never uses the system service: config.xml/users.xml, data, tmp and logs all live in
-#   RUN_DIR=${LIANWATCH_CACHE:-$HOME/.cache/lianwatch}/clickhouse
+#   RUN_DIR=${LIANWATCH_CACHE:-$HOME/.cache/lianwatch}/clickhouse (clickhouse-PORT off the default port)
 # and the server listens on 127.0.0.1 only.
 #
 # Environment:
@@ -25,9 +25,10 @@
 set -euo pipefail
 
 CACHE_DIR=${LIANWATCH_CACHE:-${HOME:-/tmp}/.cache/lianwatch}
-RUN_DIR=$CACHE_DIR/clickhouse
 CH_HOST=127.0.0.1
 CH_TCP_PORT=${CH_TCP_PORT:-19000}
+# run state per port, so servers on other ports (parallel test runs) keep apart
+if [ "$CH_TCP_PORT" = 19000 ]; then RUN_DIR=$CACHE_DIR/clickhouse; else RUN_DIR=$CACHE_DIR/clickhouse-$CH_TCP_PORT; fi
 CH_HTTP_PORT=${CH_HTTP_PORT:-18123}
 CH_USER=lianwatch
 CH_PASSWORD=${CH_PASSWORD:-lianwatch-test}
