@@ -60,6 +60,8 @@ Three steps, in the order the plugin applies them (grafana-clickhouse-datasource
 
 from __future__ import annotations
 
+from lianwatch.errors import MacroError  # noqa: F401 (re-exported)
+
 import json
 import re
 import urllib.parse
@@ -78,10 +80,6 @@ ALL = "$__all"
 
 VarValue = Union[str, Sequence[str]]
 TimeLike = Union[float, int, datetime]
-
-
-class MacroError(ValueError):
-    """A macro was used wrongly (the plugin fails the query the same way)."""
 
 
 # --------------------------------------------------------------------------- time

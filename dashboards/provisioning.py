@@ -15,6 +15,8 @@ written: Grafana reads it from its own environment when it provisions
 
 from __future__ import annotations
 
+from lianwatch.errors import BuildError  # noqa: F401 (re-exported)
+
 import json
 import os
 from collections.abc import Iterable
@@ -31,10 +33,6 @@ __all__ = ["PASSWORD_ENV", "datasource", "datasource_yaml", "provider_yaml", "bu
 #: the variable Grafana's process reads the ClickHouse password from
 PASSWORD_ENV = "LIANWATCH_CH_PASSWORD"
 DATASOURCE_NAME = "lianwatch ClickHouse"
-
-
-class BuildError(RuntimeError):
-    """The dashboards failed their structural checks."""
 
 
 def _q(s: Any) -> str:

@@ -12,6 +12,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from lianwatch.errors import CommandError
+
 __all__ = ["main", "build_parser"]
 
 #: command → (module with add_arguments(p) and run(args) -> int, help text)
@@ -27,10 +29,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("lianwatch.commands.report", "render the dashboards into one HTML file"),
     "incident": ("lianwatch.commands.incident", "reconstruct one alert's incident from the archive"),
 }
-
-
-class CommandError(Exception):
-    """A command could not run; the message says why (exit 1)."""
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -33,12 +33,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from lianwatch.errors import RulesError
+
 __all__ = ["FuelRules", "PaymentRules", "ProjectRules", "RuleSet", "RULES", "RulesError",
            "rule_name"]
-
-
-class RulesError(ValueError):
-    """The rules file cannot be used (syntax, unknown setting, bad value)."""
 
 
 class _Rules(BaseModel):

@@ -9,23 +9,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from lianwatch.errors import StoreError
 from lianwatch.models.alert import Alert, keep_newest
 
 __all__ = ["AlertSink", "ListSink", "StoreError"]
-
-
-class StoreError(RuntimeError):
-    """The alert store cannot be reached or refused a statement.
-
-    ``transient``: retrying may succeed (server down, timeout, overloaded); False
-    when the statement or its data is wrong (a retry would fail the same way).
-    ``code``: the ClickHouse error code when there is one.
-    """
-
-    def __init__(self, message: str, *, transient: bool = True, code: int | None = None) -> None:
-        super().__init__(message)
-        self.transient = transient
-        self.code = code
 
 
 class AlertSink(Protocol):

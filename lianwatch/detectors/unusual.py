@@ -45,6 +45,8 @@ The state is versioned for snapshots: :func:`snapshot` / :func:`restore`.
 
 from __future__ import annotations
 
+from lianwatch.errors import SnapshotError  # noqa: F401 (re-exported)
+
 import bisect
 import math
 import pickle
@@ -83,10 +85,6 @@ _HDR = struct.Struct(">4sH")
 _NEG_INF = float("-inf")
 _KEEP_IDS = 30 * DAY  # redelivered ids are dropped for this long behind the watermark
 _N_CATS = 9
-
-
-class SnapshotError(ValueError):
-    """A snapshot that this build cannot read (wrong magic or format version)."""
 
 
 # --------------------------------------------------------------------- features

@@ -45,6 +45,8 @@ Two kinds:
 
 from __future__ import annotations
 
+from lianwatch.errors import PolicyError  # noqa: F401 (re-exported)
+
 import tomllib
 from datetime import time as dtime
 from pathlib import Path
@@ -60,10 +62,6 @@ __all__ = [
 
 Role = Literal["secretary", "director", "accountant", "supervisor", "town_discipline",
                "county_discipline"]
-
-
-class PolicyError(ValueError):
-    """The lifecycle/notify policy cannot be used."""
 
 
 class _Policy(BaseModel):

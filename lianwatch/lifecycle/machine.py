@@ -42,6 +42,8 @@ cannot escalate alert a1: it is rectifying (整改中); escalate needs open
 
 from __future__ import annotations
 
+from lianwatch.errors import LifecycleError  # noqa: F401 (re-exported)
+
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -83,10 +85,6 @@ ROLE_ZH = {"secretary": "村党组织书记", "director": "村委会主任", "ac
            "county_discipline": "县纪委"}
 
 _LEVEL_NOTE = re.compile(r"\blevel=(red|yellow)\b")
-
-
-class LifecycleError(ValueError):
-    """A transition the lifecycle does not allow (the message says why)."""
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,8 @@ variables; the template codes come from the environment.
 
 from __future__ import annotations
 
+from lianwatch.errors import ProviderError  # noqa: F401 (re-exported)
+
 import json
 import threading
 from dataclasses import dataclass, field
@@ -27,10 +29,6 @@ from lianwatch.models.clock import DEFAULT_TZ, format_ts
 
 __all__ = ["Message", "SendResult", "SmsProvider", "ProviderError", "OutboxProvider",
            "AliyunSmsProvider", "TencentSmsProvider", "make_provider"]
-
-
-class ProviderError(RuntimeError):
-    """A provider cannot be used (missing settings, SDK not installed)."""
 
 
 @dataclass(frozen=True)
