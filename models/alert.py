@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 __all__ = ["Alert", "Level", "SubjectType", "alert_id", "keep_newest", "LEVEL_RANK"]
 
 Level = Literal["red", "yellow"]
-SubjectType = Literal["vehicle", "village", "project"]
+SubjectType = Literal["vehicle", "village", "project", "person", "tender", "company", "contract"]
 LEVEL_RANK = {"yellow": 1, "red": 2}
 
 #: the contract's fields, in the contract's order (the replay output's keys)
