@@ -194,21 +194,12 @@ def test_tencent_sdk_errors_become_provider_errors():
 
 def test_aliyun_sdk_errors_become_provider_errors(monkeypatch):
     pytest.importorskip("alibabacloud_dysmsapi20170525")
-    from darabonba.core import DaraCore
     from Tea.exceptions import TeaException
 
-    from lianwatch.lifecycle.providers import AliyunSmsProvider
-    from tests.test_sms_providers import aliyun_cfg
+    from tests.test_sms_providers import aliyun_over
 
     down = _Down()
-
-    def session(*args, **kwargs):
-        s = requests.Session()
-        s.mount("https://", down)
-        return s
-
-    monkeypatch.setattr(DaraCore, "_get_session", staticmethod(session))
-    p = AliyunSmsProvider(aliyun_cfg())
+    p = aliyun_over(monkeypatch, down)
     with pytest.raises(ProviderError) as e:
         p.send(_msg())
     assert down.calls >= 1 and isinstance(e.value.__cause__, TeaException)
@@ -325,3 +316,16 @@ def test_grafana_errors(refusing_grafana, monkeypatch, capsys):
     code, err = _cli(["dashboards", "apply", "--url", refusing_grafana], monkeypatch, capsys,
                      GRAFANA_TOKEN="bad")
     assert code == 1 and "401" in _one_line(err)
+
+
+# ------------------------------------------------------------------ the command line
+
+@pytest.mark.parametrize("argv, says", [
+    (["alerts", "--since", "not-a-time"], "cannot read time 'not-a-time'"),
+    (["incident", "0123456789ab", "--input", "/nonexistent/lw"], "input directory not found"),
+    (["generate", "/proc/lianwatch-cannot-be-here"], "cannot write the county"),
+])
+def test_commands_say_what_went_wrong_in_one_line(argv, says, tmp_path, monkeypatch, capsys):
+    """Each of these was a traceback (ValueError, FileNotFoundError, OSError)."""
+    code, err = _cli(argv, monkeypatch, capsys, LIANWATCH_DATA_DIR=str(tmp_path))
+    assert code == 1 and says in _one_line(err)

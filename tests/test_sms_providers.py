@@ -78,21 +78,25 @@ def aliyun_cfg(**kw) -> AliyunSmsSettings:
     return AliyunSmsSettings(**{**base, **kw})
 
 
-@pytest.fixture
-def aliyun(monkeypatch):
-    """An Aliyun provider whose HTTP sessions use a fake transport."""
+def aliyun_over(monkeypatch, transport: BaseAdapter) -> AliyunSmsProvider:
+    """An Aliyun provider whose HTTP sessions (the SDK's own) use ``transport``."""
     from darabonba.core import DaraCore
-
-    fake = FakeTransport(ALI_OK)
 
     def session(*args, **kwargs):
         s = requests.Session()
-        s.mount("https://", fake)
-        s.mount("http://", fake)
+        s.mount("https://", transport)
+        s.mount("http://", transport)
         return s
 
     monkeypatch.setattr(DaraCore, "_get_session", staticmethod(session))
-    return AliyunSmsProvider(aliyun_cfg()), fake
+    return AliyunSmsProvider(aliyun_cfg())
+
+
+@pytest.fixture
+def aliyun(monkeypatch):
+    """An Aliyun provider whose HTTP sessions use a fake transport."""
+    fake = FakeTransport(ALI_OK)
+    return aliyun_over(monkeypatch, fake), fake
 
 
 def _rfc3986(s: str) -> str:
@@ -296,18 +300,9 @@ def _ref() -> Reference:
 
 def test_provider_errors_are_retried_and_logged_never_lost(store, monkeypatch):
     """Aliyun throttles every try of the first round, then accepts: nothing is lost."""
-    from darabonba.core import DaraCore
-
     store.truncate_all()
     fake = FakeTransport((500, {"Code": "Throttling", "Message": "busy", "RequestId": "R"}))
-
-    def session(*args, **kwargs):
-        s = requests.Session()
-        s.mount("https://", fake)
-        return s
-
-    monkeypatch.setattr(DaraCore, "_get_session", staticmethod(session))
-    provider = AliyunSmsProvider(aliyun_cfg())
+    provider = aliyun_over(monkeypatch, fake)
     naps: list[float] = []
     n = Notifier(store, _ref(), provider,
                  policy=NotifyPolicy(retry_inline=3, retry_backoff_s=2, retry_later_s=600),

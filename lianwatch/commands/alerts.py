@@ -12,7 +12,7 @@ import unicodedata
 
 import orjson
 
-from lianwatch.commands import wiring
+from lianwatch.commands import parse_time_arg, wiring
 from lianwatch.commands.alert_actions import ACTIONS
 from lianwatch.errors import CommandError
 from lianwatch.models.alert import Alert
@@ -51,9 +51,10 @@ def run(args: argparse.Namespace) -> int:
     if action in ACTIONS:
         return ACTIONS[action][1](args)
     settings = wiring.settings()
+    since, until = (_time_text(t, settings.zone) for t in (args.since, args.until))
     store = wiring.open_configured_store(settings)
     alerts = store.alerts(level=args.level, rule=args.rule, subject=args.subject,
-                          since=args.since, until=args.until, limit=args.limit)
+                          since=since, until=until, limit=args.limit)
     if args.json:
         out = sys.stdout.buffer
         for a in alerts:
@@ -62,6 +63,15 @@ def run(args: argparse.Namespace) -> int:
     lang = args.lang or settings.lang
     print(format_alert_table(alerts, lang))
     return 0
+
+
+def _time_text(s: str | None, tz) -> str | None:
+    """``--since``/``--until`` as RFC 3339 (a naive time is in LIANWATCH_TZ); CommandError
+    when it is not a time."""
+    from lianwatch.models.clock import format_ts
+
+    t = parse_time_arg(s, tz)
+    return None if t is None else format_ts(t, tz)
 
 
 def _width(s: str) -> int:

@@ -15,6 +15,7 @@ from datetime import date
 from pathlib import Path
 
 from lianwatch.commands import wiring
+from lianwatch.errors import CommandError
 from lianwatch.rules import RULES
 
 
@@ -50,9 +51,13 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     _say(f"[1/3] 生成模拟县域数据 generating a county: {args.vehicles} vehicles, "
          f"{args.villages} villages, {args.projects} projects, {args.days} days → {inp}")
-    generate(inp, GenConfig(vehicles=args.vehicles, villages=args.villages,
-                            projects=args.projects, days=args.days, seed=args.seed,
-                            start=date(2026, 3, 2)))
+    try:
+        generate(inp, GenConfig(vehicles=args.vehicles, villages=args.villages,
+                                projects=args.projects, days=args.days, seed=args.seed,
+                                start=date(2026, 3, 2)))
+    except OSError as exc:
+        raise CommandError(f"cannot write the demo county to {inp}: {exc.strerror or exc}") \
+            from None
     _say(f"      {time.perf_counter() - t0:.1f} s")
     _say(f"[2/3] 回放入库 replaying into the embedded store ({settings.store}: {data})")
     store = wiring.open_configured_store(settings)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 from lianwatch.commands import load_rules, wiring
 from lianwatch.errors import CommandError
@@ -25,6 +26,8 @@ def run(args: argparse.Namespace) -> int:
     from lianwatch.lifecycle.log import load_history
 
     settings = wiring.settings()
+    if args.input and not Path(args.input).is_dir():
+        raise CommandError(f"input directory not found: {args.input}")
     rules = load_rules(args.rules, settings)
     store = wiring.open_configured_store(settings)
     alert = store.get_alert(args.alert_id)
