@@ -30,7 +30,7 @@ def _lint(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_import_contracts_are_kept():
-    pytest.importorskip("importlinter")
+    import importlinter  # noqa: F401 - a test dependency (pyproject [test]): never skipped
     r = _lint()
     if r.returncode != 0:
         pytest.fail(f"lint-imports failed (exit {r.returncode}):\n{r.stdout}\n{r.stderr}")
@@ -48,7 +48,7 @@ def test_the_contracts_see_every_package(tmp_path):
 
 def test_a_wrong_way_import_breaks_the_contract(tmp_path):
     """The check can fail: the models importing the store is reported."""
-    pytest.importorskip("importlinter")
+    import importlinter  # noqa: F401 - a test dependency (pyproject [test]): never skipped
     mod = _script()
     mod.lay_out(tmp_path)
     (tmp_path / "lianwatch" / "models" / "bad.py").write_text(
