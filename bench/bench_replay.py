@@ -66,7 +66,7 @@ def state_size(d: Path) -> dict:
     from lianwatch.engine import Engine
     from lianwatch.replay.run import DeadLetters, _events, load_reference
     from lianwatch.replay.files import find_files
-    from lianwatch.replay.sort import ExternalSorter
+    from lianwatch.models.order import ExternalSorter
     from lianwatch.rules import RuleSet
     from lianwatch.models.clock import DEFAULT_TZ
     from collections import Counter

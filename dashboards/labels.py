@@ -97,5 +97,7 @@ MAPPINGS: dict[str, Mapping] = {
 
 
 def sql_list(values) -> str:
-    """``('a','b')`` for an ``IN`` list of constant strings."""
-    return "(" + ",".join("'" + v.replace("\\", "\\\\").replace("'", "\\'") + "'" for v in values) + ")"
+    """``('a', 'b')`` for an ``IN`` list of constant strings (lianwatch.sinks.sql)."""
+    from lianwatch.sinks.sql import in_list
+
+    return in_list(values)

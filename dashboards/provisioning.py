@@ -8,27 +8,31 @@ and pushing the dashboards to a running Grafana through its HTTP API.
     out/dashboards/lw-*.json                      5 dashboards × (zh, en)
 
 The data source uses the native protocol with host, port, user and database
-from :class:`~lianwatch.settings.ClickHouseSettings`; the password is never
-written: Grafana reads it from its own environment when it provisions
-(``$LIANWATCH_CH_PASSWORD``, Grafana's env interpolation).
+of a :class:`~lianwatch.sinks.server.ClickHouseConfig` (the command fills it from
+``LIANWATCH_CH_*``); the password is never written: Grafana reads it from its own
+environment when it provisions (``$LIANWATCH_CH_PASSWORD``, Grafana's env
+interpolation).
+
+What grafana-client raises while pushing never leaves this module:
+:func:`grafana_errors` turns it into a :class:`~lianwatch.errors.GrafanaError`.
 """
 
 from __future__ import annotations
 
-from lianwatch.errors import BuildError  # noqa: F401 (re-exported)
-
 import json
-import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from lianwatch.errors import BuildError, GrafanaError
 
 from .definitions import DASHBOARDS
 from .grafana import (DATASOURCE_TYPE, DATASOURCE_UID, FOLDER_TITLE, FOLDER_UID, LANGS, build_all,
                       check_dashboards)
 
 __all__ = ["PASSWORD_ENV", "datasource", "datasource_yaml", "provider_yaml", "build", "apply",
-           "BuildError"]
+           "grafana_errors", "BuildError"]
 
 #: the variable Grafana's process reads the ClickHouse password from
 PASSWORD_ENV = "LIANWATCH_CH_PASSWORD"
@@ -44,11 +48,8 @@ def _q(s: Any) -> str:
     return json.dumps(str(s), ensure_ascii=False)
 
 
-def datasource(ch: Any = None, *, password: str | None = None) -> dict[str, Any]:
+def datasource(ch: Any, *, password: str | None = None) -> dict[str, Any]:
     """The data source as Grafana's API takes it (``password`` only for ``apply``)."""
-    if ch is None:
-        from lianwatch.settings import ClickHouseSettings
-        ch = ClickHouseSettings()
     ds: dict[str, Any] = {
         "name": DATASOURCE_NAME, "uid": DATASOURCE_UID, "type": DATASOURCE_TYPE, "access": "proxy",
         "isDefault": False, "editable": False,
@@ -62,7 +63,7 @@ def datasource(ch: Any = None, *, password: str | None = None) -> dict[str, Any]
     return ds
 
 
-def datasource_yaml(ch: Any = None) -> str:
+def datasource_yaml(ch: Any) -> str:
     ds = datasource(ch)
     j = ds["jsonData"]
     lines = [
@@ -104,12 +105,11 @@ def provider_yaml(dashboards_path: str) -> str:
     ])
 
 
-def build(out: str | Path, *, ch: Any = None, dashboards_path: str | None = None,
+def build(out: str | Path, *, ch: Any, dashboards_path: str | None = None,
           database: str | None = None, langs: Iterable[str] = LANGS) -> list[Path]:
-    """Write provisioning files and dashboard JSON under ``out``; return the files written."""
-    if ch is None:
-        from lianwatch.settings import ClickHouseSettings
-        ch = ClickHouseSettings()
+    """Write provisioning files and dashboard JSON under ``out``; return the files written.
+
+    ``ch``: the ClickHouse server Grafana reads (a ClickHouseConfig)."""
     out = Path(out)
     dash_dir = out / "dashboards"
     built = build_all(DASHBOARDS, database=database or ch.database, langs=langs)
@@ -133,20 +133,35 @@ def build(out: str | Path, *, ch: Any = None, dashboards_path: str | None = None
     return written
 
 
-def apply(url: str, *, token: str | None = None, ch: Any = None, with_datasource: bool = False,
-          database: str | None = None, langs: Iterable[str] = LANGS, timeout: float = 10.0,
-          log=print) -> list[str]:
-    """Push the dashboards to Grafana at ``url`` (folder created if missing, dashboards
-    overwritten by uid). ``token``: a service-account token (default: env ``GRAFANA_TOKEN``).
-    ``with_datasource``: also create or update the data source, its password taken from
-    ``$LIANWATCH_CH_PASSWORD`` of this process. Returns the dashboard uids pushed."""
-    from grafana_client import GrafanaApi
-    from grafana_client.client import GrafanaClientError
+@contextmanager
+def grafana_errors(url: str) -> Iterator[None]:
+    """The Grafana boundary: grafana-client's ``GrafanaException`` tree (HTTP refusals,
+    timeouts) and transport errors (``OSError``: niquests' and the socket's) → GrafanaError."""
+    from grafana_client.client import GrafanaException
 
-    if ch is None:
-        from lianwatch.settings import ClickHouseSettings
-        ch = ClickHouseSettings()
-    token = token if token is not None else os.environ.get("GRAFANA_TOKEN")
+    try:
+        yield
+    except GrafanaException as exc:
+        status = getattr(exc, "status_code", None) or None
+        what = f"HTTP {status} {exc}" if status else str(exc)
+        raise GrafanaError(f"Grafana {url}: {what}", status=status) from exc
+    except OSError as exc:
+        raise GrafanaError(f"Grafana {url}: {type(exc).__name__}: {exc}") from exc
+
+
+def _absent(exc: BaseException) -> bool:
+    return isinstance(exc, GrafanaError) and exc.status == 404
+
+
+def apply(url: str, *, ch: Any, token: str | None = None, with_datasource: bool = False,
+          password: str | None = None, database: str | None = None,
+          langs: Iterable[str] = LANGS, timeout: float = 10.0, log=print) -> list[str]:
+    """Push the dashboards to Grafana at ``url`` (folder created if missing, dashboards
+    overwritten by uid). ``token``: a service-account token. ``with_datasource``: also
+    create or update the data source for ``ch`` with ``password`` (default: ``ch``'s).
+    Returns the dashboard uids pushed; GrafanaError when Grafana cannot be used."""
+    from grafana_client import GrafanaApi
+
     api = GrafanaApi.from_url(url, credential=token or None, timeout=timeout)
     built = build_all(DASHBOARDS, database=database or ch.database, langs=langs)
     errs = check_dashboards(built, [datasource(ch)])
@@ -154,34 +169,40 @@ def apply(url: str, *, token: str | None = None, ch: Any = None, with_datasource
         raise BuildError("; ".join(errs))
 
     if with_datasource:
-        pw = os.environ.get(PASSWORD_ENV)
-        if pw is None and getattr(ch, "password", None) is not None:
-            pw = ch.password.get_secret_value()
-        ds = datasource(ch, password=pw or "")
+        if password is None and getattr(ch, "password", None) is not None:
+            password = ch.password.get_secret_value()
+        ds = datasource(ch, password=password or "")
         try:
-            api.datasource.get_datasource_by_uid(DATASOURCE_UID)
-        except GrafanaClientError as exc:
-            if exc.status_code != 404:
+            with grafana_errors(url):
+                api.datasource.get_datasource_by_uid(DATASOURCE_UID)
+        except GrafanaError as exc:
+            if not _absent(exc):
                 raise
-            api.datasource.create_datasource(ds)
+            with grafana_errors(url):
+                api.datasource.create_datasource(ds)
             log(f"data source {DATASOURCE_UID}: created")
         else:
-            api.datasource.update_datasource_by_uid(DATASOURCE_UID, ds)
+            with grafana_errors(url):
+                api.datasource.update_datasource_by_uid(DATASOURCE_UID, ds)
             log(f"data source {DATASOURCE_UID}: updated")
 
     try:
-        api.folder.get_folder(FOLDER_UID)
+        with grafana_errors(url):
+            api.folder.get_folder(FOLDER_UID)
         log(f"folder {FOLDER_UID}: exists")
-    except GrafanaClientError as exc:
-        if exc.status_code != 404:
+    except GrafanaError as exc:
+        if not _absent(exc):
             raise
-        api.folder.create_folder(FOLDER_TITLE, uid=FOLDER_UID)
+        with grafana_errors(url):
+            api.folder.create_folder(FOLDER_TITLE, uid=FOLDER_UID)
         log(f"folder {FOLDER_UID}: created")
 
     pushed = []
     for d in built:
-        api.dashboard.update_dashboard({"dashboard": {**d, "id": None}, "folderUid": FOLDER_UID,
-                                        "overwrite": True, "message": "lianwatch dashboards apply"})
+        with grafana_errors(url):
+            api.dashboard.update_dashboard({"dashboard": {**d, "id": None},
+                                            "folderUid": FOLDER_UID, "overwrite": True,
+                                            "message": "lianwatch dashboards apply"})
         pushed.append(d["uid"])
         log(f"dashboard {d['uid']}: {d['title']}")
     return pushed

@@ -288,6 +288,6 @@ def fill_sample_store(store: Any, seed: int = 7) -> SampleInfo:
             rows.append({"alert_id": a.alert_id, "seq": 2, "at_time": t + days * 86400.0, "action": "escalate",
                          "state": "open", "by": "system", "note": "escalation=1", "evidence_ref": ""})
         hist += rows
-    store._insert("alert_history", hist)
+    store.insert_dicts("alert_history", hist)
     away_vehicle = vehicles[0][0]
     return SampleInfo(time_from=T0, time_to=T0 + DAYS * 86400.0, alert_ids=ids, away_vehicle=away_vehicle)

@@ -3,6 +3,12 @@ only builds the parser and dispatches.
 
 Exit codes: 0 ran (whatever it found), 1 could not run (bad arguments, missing
 input, store unreachable), 2 usage error (argparse).
+
+Errors: every error lianwatch raises on purpose is a
+:class:`~lianwatch.errors.LianwatchError` (third-party errors are converted where
+they happen, see :mod:`lianwatch.errors`); :func:`main` catches them here, once,
+and prints one line ``lianwatch COMMAND: what went wrong`` on stderr (exit 1).
+Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from lianwatch.errors import CommandError
+from lianwatch.errors import LianwatchError
 
 __all__ = ["main", "build_parser"]
 
@@ -58,16 +64,23 @@ def _version() -> str:
         return "unknown"
 
 
+def _one_line(exc: BaseException) -> str:
+    return " ".join(line.strip() for line in str(exc).splitlines() if line.strip()) or (
+        type(exc).__name__)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "_run", None):
-        parser.print_help()
-        return 2
+    command = ""
     try:
+        parser = build_parser()  # commands read settings for their defaults
+        args = parser.parse_args(argv)
+        if not getattr(args, "_run", None):
+            parser.print_help()
+            return 2
+        command = args.command
         return int(args._run(args) or 0)
-    except CommandError as exc:
-        print(f"lianwatch {args.command}: {exc}", file=sys.stderr)
+    except LianwatchError as exc:
+        print(f"lianwatch{' ' + command if command else ''}: {_one_line(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -1,10 +1,19 @@
 """Every error lianwatch raises on purpose, in one tree under one root.
 
 Catch :class:`LianwatchError` to catch them all; catch a branch to catch one
-kind. Third-party errors (ClickHouse, Kafka, the SMS SDKs) never escape the
-module that talks to them: each such module converts them at one boundary
-into the class below that says what went wrong, with the original as
-``__cause__``. Bad *records* are not errors at all: they are set aside with a
+kind. Third-party errors (ClickHouse, Kafka, the SMS SDKs, Grafana, the settings'
+validation) never escape the module that talks to them: each such module
+converts them at one boundary into the class below that says what went wrong
+(httpx ``map_httpcore_exceptions`` style)::
+
+    lianwatch.sinks.chdb_backend.chdb_errors      chDB → StoreError
+    lianwatch.sinks.server.clickhouse_errors      clickhouse-driver, sockets → StoreError
+    lianwatch.lifecycle.providers.provider_errors Aliyun, Tencent SDKs, requests → ProviderError
+    lianwatch.dashboards.provisioning.grafana_errors  grafana-client → GrafanaError
+    lianwatch.settings.read                       pydantic ValidationError → ConfigError
+
+The command line catches :class:`LianwatchError` once (:func:`lianwatch.cli.main`):
+one line on stderr, exit 1. Bad *records* are not errors at all: they are set aside with a
 reason (dead letters) and the run goes on.
 
 ::
@@ -19,9 +28,10 @@ reason (dead letters) and the run goes on.
     ├── ProviderError                an SMS provider cannot be used or refused a message
     ├── LifecycleError               a transition the alert lifecycle does not allow
     ├── SnapshotError                a model snapshot this build cannot read
-    ├── DashboardError               building dashboards
+    ├── DashboardError               building or pushing dashboards
     │   ├── MacroError               a Grafana macro used wrongly
-    │   └── BuildError               dashboards failed their structural checks
+    │   ├── BuildError               dashboards failed their structural checks
+    │   └── GrafanaError             Grafana cannot be reached or refused a request
     └── CommandError                 a command cannot run (the message says why; exit 1)
 
 Each class also keeps the built-in base it always had (``ValueError`` or
@@ -38,7 +48,7 @@ from __future__ import annotations
 __all__ = [
     "LianwatchError", "ConfigError", "RulesError", "PolicyError", "InputError", "StoreError",
     "BrokerError", "ProviderError", "LifecycleError", "SnapshotError", "DashboardError",
-    "MacroError", "BuildError", "CommandError",
+    "MacroError", "BuildError", "GrafanaError", "CommandError",
 ]
 
 
@@ -87,7 +97,13 @@ class BrokerError(LianwatchError, RuntimeError):
 
 
 class ProviderError(LianwatchError, RuntimeError):
-    """An SMS provider cannot be used (missing settings, SDK not installed) or refused."""
+    """An SMS provider cannot be used (missing settings, SDK not installed), cannot be
+    reached, or rejected the request. ``code``: the carrier's error code when it gave one
+    (``Throttling``, ``AuthFailure.SignatureFailure``, ``ClientNetworkError``…)."""
+
+    def __init__(self, message: str, *, code: str | None = None):
+        super().__init__(message)
+        self.code = code
 
 
 class LifecycleError(LianwatchError, ValueError):
@@ -108,6 +124,14 @@ class MacroError(DashboardError, ValueError):
 
 class BuildError(DashboardError, RuntimeError):
     """The dashboards failed their structural checks."""
+
+
+class GrafanaError(DashboardError, RuntimeError):
+    """Grafana cannot be reached, or refused a request (``status``: its HTTP status)."""
+
+    def __init__(self, message: str, *, status: int | None = None):
+        super().__init__(message)
+        self.status = status
 
 
 class CommandError(LianwatchError):

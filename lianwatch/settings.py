@@ -1,40 +1,58 @@
 """Settings from the environment (``LIANWATCH_*``) or a ``.env`` file; never from the repo.
 
-Secrets (ClickHouse password, SMS keys, Grafana token) are ``SecretStr``: they
-print as ``**********``.
+Only the command line reads them (``lianwatch/commands/``, ``lianwatch/cli.py``;
+an import-linter contract keeps it so): it builds what the library needs from
+them — a zone, a data directory, a :class:`~lianwatch.sinks.server.ClickHouseConfig`,
+an SMS provider — and passes that into constructors. Library code never reads
+the environment.
+
+Secrets (ClickHouse password, SMS keys, the phone-hash key) are ``SecretStr``:
+they print as ``**********``. Read them with :func:`read`, which turns a value
+that cannot be used into a :class:`~lianwatch.errors.ConfigError` naming the
+variable (one line on the command line, not a traceback).
+
+>>> read(Settings, tz="UTC").zone.key
+'UTC'
+>>> try:
+...     read(Settings, store="oracle")
+... except ConfigError as exc:
+...     print(str(exc).split(":")[0])
+LIANWATCH_STORE
 """
 
 from __future__ import annotations
 
 from functools import cached_property
+from typing import Literal, TypeVar
 from zoneinfo import ZoneInfo
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings", "ClickHouseSettings", "KafkaSettings"]
+from lianwatch.errors import ConfigError
+from lianwatch.lifecycle.providers import (
+    ALIYUN_ENV_PREFIX, TENCENT_ENV_PREFIX, AliyunSmsConfig, TencentSmsConfig,
+)
+from lianwatch.sinks.server import ClickHouseConfig
+
+__all__ = ["Settings", "ClickHouseSettings", "KafkaSettings", "NotifySettings",
+           "AliyunSmsSettings", "TencentSmsSettings", "read"]
+
+S = TypeVar("S", bound=BaseSettings)
 
 
-class ClickHouseSettings(BaseSettings):
-    """A ClickHouse server (production). ``LIANWATCH_CH_HOST`` etc."""
+def _env(prefix: str) -> SettingsConfigDict:
+    return SettingsConfigDict(env_prefix=prefix, env_file=".env", extra="ignore")
 
-    model_config = SettingsConfigDict(env_prefix="LIANWATCH_CH_", env_file=".env", extra="ignore")
 
-    host: str = "127.0.0.1"
-    port: int = 9000
-    user: str = "default"
-    password: SecretStr = SecretStr("")
-    database: str = "lianwatch"
-    secure: bool = False
-    verify: bool = True
-    ca_certs: str | None = None
-    compression: str | None = None  # "lz4" when clickhouse-cityhash and lz4 are installed
-    connect_timeout: float = 5.0
-    send_receive_timeout: float = 30.0
+class ClickHouseSettings(BaseSettings, ClickHouseConfig):
+    """A ClickHouse server (production): ``LIANWATCH_CH_HOST`` etc. (fields: ClickHouseConfig)."""
+
+    model_config = _env("LIANWATCH_CH_")
 
 
 class KafkaSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="LIANWATCH_KAFKA_", env_file=".env", extra="ignore")
+    model_config = _env("LIANWATCH_KAFKA_")
 
     bootstrap: str = "127.0.0.1:9092"
     topic_prefix: str = "lw."
@@ -43,7 +61,7 @@ class KafkaSettings(BaseSettings):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="LIANWATCH_", env_file=".env", extra="ignore")
+    model_config = _env("LIANWATCH_")
 
     #: where the embedded store (chDB) keeps its data
     data_dir: str = "./lianwatch-data"
@@ -56,3 +74,43 @@ class Settings(BaseSettings):
     @cached_property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.tz)
+
+
+class NotifySettings(BaseSettings):
+    """``LIANWATCH_NOTIFY_PROVIDER`` etc."""
+
+    model_config = _env("LIANWATCH_NOTIFY_")
+
+    #: ``outbox`` (default: notifications table + JSONL, nothing leaves the machine),
+    #: ``aliyun``, ``tencent``
+    provider: Literal["outbox", "aliyun", "tencent"] = "outbox"
+    #: the outbox JSONL (default: DATA_DIR/outbox.jsonl)
+    outbox: str | None = None
+    #: key of the HMAC that hashes phone numbers in the notifications table
+    phone_hash_key: SecretStr = SecretStr("")
+    #: TOML with [lifecycle] and [notify] (default: the rules file)
+    policy_file: str | None = None
+
+
+class AliyunSmsSettings(BaseSettings, AliyunSmsConfig):
+    """Aliyun SMS: ``LIANWATCH_ALIYUN_SMS_ACCESS_KEY_ID`` etc. (fields: AliyunSmsConfig)."""
+
+    model_config = _env(ALIYUN_ENV_PREFIX)
+
+
+class TencentSmsSettings(BaseSettings, TencentSmsConfig):
+    """Tencent Cloud SMS: ``LIANWATCH_TENCENT_SMS_SECRET_ID`` etc. (fields: TencentSmsConfig)."""
+
+    model_config = _env(TENCENT_ENV_PREFIX)
+
+
+def read(cls: type[S], **values) -> S:
+    """``cls`` from the environment (``values`` take precedence); ConfigError when a
+    variable holds something that cannot be used."""
+    try:
+        return cls(**values)
+    except ValidationError as exc:
+        prefix = cls.model_config.get("env_prefix", "")
+        problems = [f"{prefix}{'_'.join(str(x) for x in e['loc']).upper()}: {e['msg']}"
+                    for e in exc.errors()]
+        raise ConfigError("; ".join(problems)) from None

@@ -79,7 +79,7 @@ SELECT ok, n, raw, t, vid, lat, lon FROM (
     if(ok, substring(vr, 2, length(vr) - 2), '') AS vid,
     if(ok, la_f, 0) AS lat,
     if(ok, lo_f, 0) AS lon
-  FROM file('{{path}}', 'LineAsString')
+  FROM file({{path}}, 'LineAsString')
 )
 ORDER BY ok, t, vid, lat, lon, raw  -- raw too, so it is made before the sort (not the whole line carried through it)
 SETTINGS max_threads = 1, input_format_parallel_parsing = 0,  -- one core
@@ -91,7 +91,9 @@ SETTINGS max_threads = 1, input_format_parallel_parsing = 0,  -- one core
 
 
 def _sql_path(path: Path) -> str:
-    return str(path.resolve()).replace("\\", "\\\\").replace("'", "\\'")
+    from lianwatch.sinks.sql import quote_str
+
+    return quote_str(str(path.resolve()))
 
 
 class PingFile:
@@ -131,7 +133,7 @@ class PingFile:
         from lianwatch.sinks.chdb_backend import scratch_session
 
         r = scratch_session().query(
-            f"SELECT countIf(notEmpty(trimBoth(line))) FROM file('{_sql_path(self.path)}', "
+            f"SELECT countIf(notEmpty(trimBoth(line))) FROM file({_sql_path(self.path)}, "
             "'LineAsString')", "CSV")
         return int(str(r).strip() or 0)
 

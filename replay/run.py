@@ -31,7 +31,7 @@ from lianwatch.replay.files import (
     EVENT_STREAMS, find_files, open_chunks, reference_records,
 )
 from lianwatch.replay.pings import PingFile
-from lianwatch.replay.sort import ExternalSorter
+from lianwatch.models.order import ExternalSorter
 from lianwatch.rules import RuleSet
 
 __all__ = ["replay_dir", "ReplayResult", "DeadLetters", "load_reference", "deadletter_path"]
@@ -202,7 +202,7 @@ class _Loop:
 
     def pings(self, pings: PingFile, others: Iterator[dict[str, Any]]) -> None:
         """Pings in order (column batches from chDB) merged with the other events in
-        order, by (time, stream, id), the order of :data:`~lianwatch.replay.sort.sort_key`.
+        order, by (time, stream, id), the order of :data:`~lianwatch.models.order.sort_key`.
         Pings go through the fuel detector's direct entry (no dict per ping)."""
         engine = self.engine
         clock_to = engine.clock_to

@@ -17,8 +17,9 @@ from lianwatch.detectors import default_detectors
 from lianwatch.engine import Engine
 from lianwatch.models.alert import Alert
 from lianwatch.models.clock import DEFAULT_TZ
+from lianwatch.models.order import ExternalSorter
 from lianwatch.models.parse import parse_event
-from lianwatch.replay.sort import ExternalSorter
+from lianwatch.reference import Reference
 from lianwatch.rules import RuleSet
 
 __all__ = ["AlertDiff", "diff_alerts", "replay_store", "format_diff", "SLICE_STREAMS"]
@@ -90,10 +91,7 @@ def replay_store(store: Any, *, rules: RuleSet | None = None, start: float | Non
                  subject_id: str | None = None, as_of: float | None = None,
                  tz: tzinfo = DEFAULT_TZ) -> list[Alert]:
     """Replay a slice of the archive through the detectors; the alerts in their final state."""
-    from lianwatch.incident.sources import ArchiveSource
-
-    src = ArchiveSource(store)
-    ref = src.reference()
+    ref = Reference.from_raw(store.reference_rows)
     streams = SLICE_STREAMS.get(subject_type or "", ("progress", "payments", "fuel", "gps"))
     eng = Engine(default_detectors(), rules or RuleSet(), ref, tz=tz)
     eng.start()

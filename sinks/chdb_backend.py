@@ -15,7 +15,8 @@ from __future__ import annotations
 import math
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,10 @@ import orjson
 
 from lianwatch.sinks.base import StoreError
 from lianwatch.sinks.schema import Capabilities, Table
+from lianwatch.sinks.sql import quote_ident
 
-__all__ = ["ChdbBackend", "tsv_payload", "current_path", "scratch_session"]
+__all__ = ["ChdbBackend", "tsv_payload", "current_path", "scratch_session", "chdb_errors",
+           "error_code", "PERMANENT_CODES"]
 
 _SESSIONS: dict[str, Any] = {}
 _LOCK = threading.RLock()
@@ -42,14 +45,14 @@ def _session(path: str):
     with _LOCK:
         s = _SESSIONS.get(path)
         if s is None:
+            if path != _MEMORY:  # before closing anything: a path that cannot be a store
+                Path(path).mkdir(parents=True, exist_ok=True)
             # chDB keeps one embedded server per process: close another path's first
             for other in list(_SESSIONS):
                 try:
                     _SESSIONS.pop(other).close()
                 except Exception:  # pragma: no cover - best effort
                     pass
-            if path != _MEMORY:
-                Path(path).mkdir(parents=True, exist_ok=True)
             s = chs.Session(path)
             _SESSIONS[path] = s
         return s
@@ -62,7 +65,7 @@ def scratch_session():
     """A chDB session for queries over files (no tables of its own): the open
     session if there is one, else an in-memory one, which a store opened later
     replaces."""
-    with _LOCK:
+    with _LOCK, chdb_errors():
         path = current_path()
         return _session(path if path is not None else _MEMORY)
 
@@ -160,8 +163,33 @@ PERMANENT_CODES = {6, 26, 27, 38, 41, 53, 62, 69, 70, 72, 117, 130, 131}
 
 
 def error_code(exc: BaseException) -> int | None:
+    """The ClickHouse error code in an error's text (``Code: 62. DB::Exception: …``)."""
     m = _CODE.search(str(exc))
     return int(m.group(1)) if m else None
+
+
+@contextmanager
+def chdb_errors() -> Iterator[None]:
+    """The chDB boundary: what the embedded engine raises becomes a :class:`StoreError`.
+
+    * ``chdb.ChdbError`` (a statement failed) and the ``RuntimeError`` the session API
+      raises (a data directory the engine cannot open) → ``StoreError`` with the
+      ClickHouse ``code`` from the text; ``transient`` unless the code says the
+      statement or its data is wrong (:data:`PERMANENT_CODES`);
+    * ``OSError`` (the data directory cannot be created) → ``StoreError(transient=False)``.
+
+    Anything else is a bug and goes up as it is.
+    """
+    try:
+        yield
+    except StoreError:
+        raise
+    except RuntimeError as exc:  # chdb.ChdbError is a RuntimeError, so is the session API's
+        code = error_code(exc)
+        raise StoreError(f"chDB: {exc}", transient=code not in PERMANENT_CODES,
+                         code=code) from exc
+    except OSError as exc:
+        raise StoreError(f"chDB: {exc}", transient=False) from exc
 
 
 class ChdbBackend:
@@ -169,7 +197,8 @@ class ChdbBackend:
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(Path(path).resolve())
-        _session(self.path)
+        with chdb_errors():
+            _session(self.path)
         self.caps = Capabilities.modern()
 
     @property
@@ -183,24 +212,13 @@ class ChdbBackend:
     def describe(self) -> str:
         return f"chDB {self.server_version()} at {self.path}"
 
-    def _error(self, exc: Exception) -> StoreError:
-        code = error_code(exc)
-        return StoreError(f"chDB: {exc}", transient=code not in PERMANENT_CODES, code=code)
-
     def execute(self, sql: str) -> None:
-        try:
-            with _LOCK:
-                self._s.query(sql)
-        except Exception as exc:
-            raise self._error(exc) from exc
+        with chdb_errors(), _LOCK:
+            self._s.query(sql)
 
     def select(self, sql: str) -> list[dict[str, Any]]:
-        try:
-            with _LOCK:
-                res = self._s.query(sql, "JSONEachRow")
-                data = res.bytes()
-        except Exception as exc:
-            raise self._error(exc) from exc
+        with chdb_errors(), _LOCK:
+            data = self._s.query(sql, "JSONEachRow").bytes()
         return [orjson.loads(line) for line in data.splitlines() if line]
 
     #: a large batch goes as several inserts of this many rows, formatted (Python, GIL)
@@ -236,22 +254,19 @@ class ChdbBackend:
         """Insert prebuilt TabSeparated bytes (the table's abstract columns, in order)."""
         if not payload:
             return
-        cols = ", ".join(f"`{c.name}`" for c in table.columns)
-        try:
-            with _LOCK:
-                ins = self._s.send_insert(f"INSERT INTO {database}.{table.name} ({cols})",
-                                          "TabSeparated")
+        cols = ", ".join(quote_ident(c.name) for c in table.columns)
+        with chdb_errors(), _LOCK:
+            ins = self._s.send_insert(f"INSERT INTO {database}.{table.name} ({cols})",
+                                      "TabSeparated")
+            try:
+                ins.append(payload)
+                ins.finish()
+            except BaseException:
                 try:
-                    ins.append(payload)
-                    ins.finish()
-                except BaseException:
-                    try:
-                        ins.cancel()
-                    except Exception:  # pragma: no cover - already finished/failed
-                        pass
-                    raise
-        except Exception as exc:
-            raise self._error(exc) from exc
+                    ins.cancel()
+                except Exception:  # pragma: no cover - already finished/failed
+                    pass
+                raise
 
     def server_version(self) -> str:
         return self.select("SELECT version() AS v")[0]["v"]

@@ -31,6 +31,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from lianwatch.sinks.sql import quote_ident, quote_str
+
 __all__ = ["Capabilities", "Table", "Column", "View", "TABLES", "VIEWS", "SCHEMA_VERSION",
            "render_table", "render_view", "render_all", "render_add_column", "TS_COLUMNS",
            "column_names", "column_types", "canonical_row", "to_ms", "ts_ms_sql",
@@ -262,7 +264,7 @@ def _order_by(table: Table, caps: Capabilities) -> str:
 
 
 def _col_sql(n: str, t: str, c: Column) -> str:
-    return f"`{n}` {t}" + (f" DEFAULT {c.default}" if c.default is not None else "")
+    return f"{quote_ident(n)} {t}" + (f" DEFAULT {c.default}" if c.default is not None else "")
 
 
 def render_table(table: Table, caps: Capabilities, database: str,
@@ -288,7 +290,7 @@ def render_add_column(table: Table, caps: Capabilities, database: str, name: str
     """ALTER adding one physical column (no ``IF NOT EXISTS``: 18.16 lacks it; check first)."""
     for n, t, c in _columns(table, caps):
         if n == name:
-            pos = f" AFTER `{after}`" if after else ""
+            pos = f" AFTER {quote_ident(after)}" if after else ""
             return f"ALTER TABLE {database}.{table.name} ADD COLUMN {_col_sql(n, t, c)}{pos}"
     raise KeyError(f"{table.name}.{name}")
 
@@ -379,15 +381,15 @@ def ts_cmp_sql(caps: Capabilities, col: str, op: str, ms: int) -> str:
 
 
 def json_string_sql(caps: Capabilities, col: str, key: str) -> str:
-    k = key.replace("\\", "\\\\").replace("'", "\\'")
-    return (f"JSONExtractString({col}, '{k}')" if caps.json_extract
-            else f"visitParamExtractString({col}, '{k}')")
+    k = quote_str(key)
+    return (f"JSONExtractString({col}, {k})" if caps.json_extract
+            else f"visitParamExtractString({col}, {k})")
 
 
 def json_float_sql(caps: Capabilities, col: str, key: str) -> str:
-    k = key.replace("\\", "\\\\").replace("'", "\\'")
-    return (f"JSONExtractFloat({col}, '{k}')" if caps.json_extract
-            else f"visitParamExtractFloat({col}, '{k}')")
+    k = quote_str(key)
+    return (f"JSONExtractFloat({col}, {k})" if caps.json_extract
+            else f"visitParamExtractFloat({col}, {k})")
 
 
 def is_nan(v: Any) -> bool:

@@ -1,8 +1,9 @@
 """The ClickHouse server backend (production): clickhouse-driver, native protocol.
 
-- Settings come from :class:`lianwatch.settings.ClickHouseSettings` (``LIANWATCH_CH_*``):
-  host, port, user, password, database, TLS (``secure``, ``verify``, ``ca_certs``),
-  timeouts, compression.
+- What to connect to is a :class:`ClickHouseConfig` (host, port, user, password,
+  database, TLS: ``secure``, ``verify``, ``ca_certs``; timeouts, compression); the
+  commands fill it from the environment (``LIANWATCH_CH_*``,
+  :class:`lianwatch.settings.ClickHouseSettings`).
 - The server's version is read at connect and decides how the tables are rendered
   (:class:`~lianwatch.sinks.schema.Capabilities`): 18.16 has no DateTime64, TTL or
   LowCardinality, so timestamps are ``DateTime`` + ``<col>_ms``.
@@ -15,7 +16,7 @@
   ``lz4`` and ``clickhouse-cityhash`` are importable; ``"none"`` turns it off; an explicit
   method that cannot be loaded is logged and dropped.
 - The password is never printed: not by ``repr``/``str`` of the backend nor in its
-  log lines or errors (the settings hold it as ``SecretStr``).
+  log lines or errors (the config holds it as ``SecretStr``).
 """
 
 from __future__ import annotations
@@ -23,16 +24,22 @@ from __future__ import annotations
 import logging
 import math
 import re
+import struct
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import date, datetime
 from typing import Any
+
+from pydantic import BaseModel, SecretStr
 
 from lianwatch.sinks.base import StoreError
 from lianwatch.sinks.chdb_backend import PERMANENT_CODES
 from lianwatch.sinks.schema import Capabilities, Table
+from lianwatch.sinks.sql import quote_ident
 
-__all__ = ["ServerBackend", "pick_compression", "parse_version"]
+__all__ = ["ServerBackend", "ClickHouseConfig", "clickhouse_errors", "pick_compression",
+           "parse_version"]
 
 log = logging.getLogger(__name__)
 # the driver logs every failed connect with a traceback; the writer reports outages itself
@@ -86,19 +93,79 @@ def pick_compression(setting: str | None) -> str | bool:
     return s
 
 
-def _transient_exc(exc: BaseException) -> tuple[bool, int | None]:
+class ClickHouseConfig(BaseModel):
+    """A ClickHouse server to connect to (the password never prints: ``SecretStr``)."""
+
+    host: str = "127.0.0.1"
+    port: int = 9000
+    user: str = "default"
+    password: SecretStr = SecretStr("")
+    database: str = "lianwatch"
+    secure: bool = False
+    verify: bool = True
+    ca_certs: str | None = None
+    #: ``None``: lz4 when clickhouse-cityhash and lz4 are installed; ``"none"``: off
+    compression: str | None = None
+    connect_timeout: float = 5.0
+    send_receive_timeout: float = 30.0
+
+
+#: driver error codes of a connection that broke (SOCKET_TIMEOUT, NETWORK_ERROR)
+_NETWORK_CODES = (209, 210)
+
+
+def _store_error(exc: BaseException, where: str) -> StoreError | None:
+    """The :class:`StoreError` for what the driver (or its socket) raised; None: not ours."""
     from clickhouse_driver import errors as e
 
     code = getattr(exc, "code", None)
     if isinstance(exc, e.ServerException):
-        return code not in PERMANENT_CODES, code
-    if isinstance(exc, (e.NetworkError, e.SocketTimeoutError, e.UnexpectedPacketFromServerError,
-                        EOFError, OSError, TimeoutError)):
-        return True, code
-    if isinstance(exc, e.Error) and code in (209, 210):  # SOCKET_TIMEOUT, NETWORK_ERROR
-        return True, code
-    # the driver could not serialize the data (TypeError, struct.error, …): the batch is bad
-    return False, code
+        transient = code not in PERMANENT_CODES  # the server refused the statement
+    elif isinstance(exc, (e.NetworkError, e.SocketTimeoutError,
+                          e.UnexpectedPacketFromServerError, EOFError, OSError)):
+        transient = True  # no server, or the connection broke (OSError covers TimeoutError)
+    elif isinstance(exc, e.Error):
+        transient = code in _NETWORK_CODES  # other driver errors: the data or a type is wrong
+    elif isinstance(exc, (TypeError, ValueError, OverflowError, struct.error)):
+        transient = False  # the driver could not serialize the data: the batch is bad
+    else:
+        return None
+    text = str(exc).strip()
+    msg = text.splitlines()[0] if text else type(exc).__name__
+    return StoreError(f"ClickHouse {where}: {type(exc).__name__}: {msg[:500]}",
+                      transient=transient, code=code)
+
+
+@contextmanager
+def clickhouse_errors(where: str) -> Iterator[None]:
+    """The server boundary: what clickhouse-driver raises becomes a :class:`StoreError`.
+
+    ==========================================  =======================================
+    raised                                      StoreError
+    ==========================================  =======================================
+    ``ServerException`` (the server refused)    ``code``; transient unless the code says
+                                                the statement or data is wrong
+    ``NetworkError``, ``SocketTimeoutError``,   transient (no server, connection broke)
+    ``UnexpectedPacketFromServerError``,
+    ``OSError``, ``EOFError``
+    other driver errors (``TypeMismatchError``  not transient (except codes 209, 210)
+    …)
+    ``TypeError``, ``ValueError``,              not transient (the driver could not
+    ``OverflowError``, ``struct.error``         serialize the batch)
+    ==========================================  =======================================
+
+    ``where`` names the server in the message (``host:port``; never the password).
+    Anything else is a bug and goes up as it is.
+    """
+    try:
+        yield
+    except StoreError:
+        raise
+    except Exception as exc:
+        err = _store_error(exc, where)
+        if err is None:
+            raise
+        raise err from exc
 
 
 def _fmt_dt(v: Any) -> Any:
@@ -138,14 +205,10 @@ class ServerBackend:
 
     kind = "clickhouse"
 
-    def __init__(self, settings: Any = None, *, connect: bool = True) -> None:
-        if settings is None:
-            from lianwatch.settings import ClickHouseSettings
-
-            settings = ClickHouseSettings()
-        self.settings = settings
-        self.database = settings.database
-        self.compression = pick_compression(settings.compression)
+    def __init__(self, config: ClickHouseConfig, *, connect: bool = True) -> None:
+        self.config = config
+        self.database = config.database
+        self.compression = pick_compression(config.compression)
         self._lock = threading.RLock()
         self._client: Any = None
         self.version: tuple[int, ...] = (0,)
@@ -156,7 +219,7 @@ class ServerBackend:
 
     # ------------------------------------------------------------------ connection
     def _client_kwargs(self) -> dict[str, Any]:
-        s = self.settings
+        s = self.config
         kw: dict[str, Any] = dict(
             host=s.host, port=int(s.port), user=s.user,
             password=s.password.get_secret_value() if s.password is not None else "",
@@ -173,14 +236,14 @@ class ServerBackend:
 
     def connection_info(self) -> dict[str, Any]:
         """What this backend connects to, safe to print (no password)."""
-        s = self.settings
+        s = self.config
         return {"host": s.host, "port": int(s.port), "user": s.user, "database": self.database,
                 "secure": bool(s.secure), "verify": bool(s.verify), "ca_certs": s.ca_certs,
                 "compression": self.compression or "none",
                 "password": "set" if s.password and s.password.get_secret_value() else "empty"}
 
     def __repr__(self) -> str:
-        s = self.settings
+        s = self.config
         scheme = "clickhouses" if s.secure else "clickhouse"
         v = f", server={self.version_text}" if self.version_text else ""
         return (f"ServerBackend({scheme}://{s.user}@{s.host}:{s.port}/{self.database}, "
@@ -203,24 +266,21 @@ class ServerBackend:
             self.version = parse_version(self.version_text)
             self.caps = Capabilities.for_version(self.version)
             log.info("connected to ClickHouse %s at %s:%s", self.version_text,
-                     self.settings.host, self.settings.port)
+                     self.config.host, self.config.port)
 
     def _run(self, fn):  # noqa: ANN001, ANN202
         with self._lock:
             if self._client is None:
                 self.connect()
             try:
-                return fn(self._client)
-            except Exception as exc:
-                transient, code = _transient_exc(exc)
+                with clickhouse_errors(f"{self.config.host}:{self.config.port}"):
+                    return fn(self._client)
+            except StoreError:
                 try:
                     self._client.disconnect()  # a fresh connection for the next statement
                 except Exception:  # pragma: no cover - best effort
                     pass
-                msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                raise StoreError(f"ClickHouse {self.settings.host}:{self.settings.port}: "
-                                 f"{type(exc).__name__}: {msg[:500]}",
-                                 transient=transient, code=code) from None
+                raise
 
     # ------------------------------------------------------------------ statements
     def execute(self, sql: str) -> None:
@@ -244,7 +304,7 @@ class ServerBackend:
         if not rows:
             return
         names, data = self.columns_of(table, rows)
-        cols = ", ".join(f"`{n}`" for n in names)
+        cols = ", ".join(quote_ident(n) for n in names)
         sql = f"INSERT INTO {database}.{table.name} ({cols}) VALUES"
         self._run(lambda c: c.execute(sql, data, columnar=True))
 

@@ -17,26 +17,30 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
 
+from lianwatch.errors import ConfigError
 from lianwatch.models.alert import Alert
 from lianwatch.models.clock import DEFAULT_TZ, parse_ts
 from lianwatch.sinks.base import StoreError
+from lianwatch.sinks.sql import in_list, plain_ident, quote_str
 from lianwatch.sinks.schema import (
     SCHEMA_VERSION, TABLES, VIEWS, Capabilities, canonical_row, column_types, render_add_column,
     render_table, render_view, to_ms, ts_cmp_sql, ts_ms_sql,
 )
 
-__all__ = ["AlertStore", "open_store", "connect"]
+__all__ = ["AlertStore", "open_store", "connect", "alert_from_row", "ALERT_COLUMNS"]
 
 log = logging.getLogger(__name__)
 
 _SUBJECT = {"gps": "vehicle_id", "fuel": "vehicle_id", "payments": "village_id",
             "progress": "project_id"}
 _EVENT_ID = {"fuel": "txn_id", "payments": "payment_id", "progress": "report_id"}
-_ALERT_SELECT = ("alert_id, version, rule, level, subject_type, subject_id, unit_id, "
+#: the ``alerts`` columns that make an :class:`Alert` (see :func:`alert_from_row`)
+ALERT_COLUMNS = ("alert_id, version, rule, level, subject_type, subject_id, unit_id, "
                  "village_id, event_ts, detected_at, title, title_en, evidence, source_event_ids")
 
 
@@ -47,7 +51,7 @@ def _norm_type(t: str) -> str:
 class AlertStore:
     def __init__(self, backend: Any, database: str = "lianwatch") -> None:
         self.backend = backend
-        self.db = database
+        self.db = plain_ident(database)
         #: statements the last :meth:`migrate` ran (empty: nothing to do)
         self.last_migration: list[str] = []
 
@@ -61,7 +65,7 @@ class AlertStore:
     # ------------------------------------------------------------------ schema
     def _inspect(self) -> dict[str, Any]:
         """What exists: {"database": bool, "tables": {name: engine}, "columns": {t: {c: type}}}."""
-        db = _q(self.db)
+        db = quote_str(self.db)
         dbs = self.query(f"SELECT name FROM system.databases WHERE name = {db}")
         tables = {r["name"]: r["engine"] for r in self.query(
             f"SELECT name, engine FROM system.tables WHERE database = {db}")}
@@ -234,8 +238,10 @@ class AlertStore:
         if rows:
             self.backend.insert(self.db, TABLES[table], rows)
 
-    def _insert(self, table: str, rows: list[dict[str, Any]]) -> None:
-        """Row dicts (timestamps as epoch seconds; missing columns get defaults)."""
+    def insert_dicts(self, table: str, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert rows given as dicts of column → value (timestamps as epoch seconds,
+        missing columns get the table's defaults): for the tables written a few rows at a
+        time (history, notifications, reference)."""
         self.insert_rows(table, [canonical_row(table, r) for r in rows])
 
     # ------------------------------------------------------------------ writes
@@ -282,7 +288,7 @@ class AlertStore:
                 "planned_end": pj.planned_end.isoformat(), "raw": pj.model_dump_json()})
         for table, rs in rows.items():
             if rs:
-                self._insert(table, rs)
+                self.insert_dicts(table, rs)
 
     def write_deadletters(self, items: Iterable[dict[str, Any]]) -> None:
         self.insert_rows("deadletters", self.rows_for_deadletters(items))
@@ -296,7 +302,7 @@ class AlertStore:
         """Raw archived records of a stream, by subject and time (uses the ordering key)."""
         where = []
         if subject is not None:
-            where.append(f"subject_id = {_q(subject)}")
+            where.append(f"subject_id = {quote_str(subject)}")
         if start is not None:
             where.append(ts_cmp_sql(self.caps, "event_time", ">=", to_ms(start)))
         if end is not None:
@@ -324,12 +330,12 @@ class AlertStore:
                until: str | None = None, limit: int = 1000) -> list[Alert]:
         where = []
         if level:
-            where.append(f"level = {_q(level)}")
+            where.append(f"level = {quote_str(level)}")
         if rule:
-            where.append(f"rule = {_q(rule)}" if "*" not in rule
-                         else f"rule LIKE {_q(rule.replace('*', '%'))}")
+            where.append(f"rule = {quote_str(rule)}" if "*" not in rule
+                         else f"rule LIKE {quote_str(rule.replace('*', '%'))}")
         if subject:
-            where.append(f"subject_id = {_q(subject)}")
+            where.append(f"subject_id = {quote_str(subject)}")
         if since:
             where.append(ts_cmp_sql(self.caps, "event_time", ">=", to_ms(parse_ts(since))))
         if until:
@@ -337,15 +343,30 @@ class AlertStore:
         w = (" WHERE " + " AND ".join(where)) if where else ""
         order = "event_time DESC" + ("" if self.caps.datetime64 else ", event_time_ms DESC")
         rows = self.query(
-            f"SELECT {_ALERT_SELECT} FROM {self.current_alerts_sql()}{w} "
+            f"SELECT {ALERT_COLUMNS} FROM {self.current_alerts_sql()}{w} "
             f"ORDER BY {order}, alert_id LIMIT {int(limit)}")
-        return [_row_alert(r) for r in rows]
+        return [alert_from_row(r) for r in rows]
+
+    #: ids per ``IN (…)`` list of :meth:`current_alerts`
+    IN_LIMIT = 2000
+
+    def current_alerts(self, alert_ids: Iterable[str]) -> dict[str, Alert]:
+        """The current version of each of these alerts that the store has, by id."""
+        ids = sorted(set(alert_ids))
+        out: dict[str, Alert] = {}
+        for i in range(0, len(ids), self.IN_LIMIT):
+            rows = self.query(f"SELECT {ALERT_COLUMNS} FROM {self.current_alerts_sql()} "
+                              f"WHERE alert_id IN {in_list(ids[i:i + self.IN_LIMIT])}")
+            for r in rows:
+                a = alert_from_row(r)
+                out[a.alert_id] = a
+        return out
 
     def get_alert(self, alert_id: str) -> Alert | None:
         rows = self.query(
-            f"SELECT {_ALERT_SELECT} FROM {self.db}.alerts WHERE alert_id = {_q(alert_id)} "
+            f"SELECT {ALERT_COLUMNS} FROM {self.db}.alerts WHERE alert_id = {quote_str(alert_id)} "
             f"ORDER BY version DESC LIMIT 1")
-        return _row_alert(rows[0]) if rows else None
+        return alert_from_row(rows[0]) if rows else None
 
     def counts(self) -> dict[str, int]:
         out = {}
@@ -379,11 +400,8 @@ def _float(v: Any) -> float:
         return float("nan")
 
 
-def _q(s: str) -> str:
-    return "'" + s.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def _row_alert(r: dict[str, Any]) -> Alert:
+def alert_from_row(r: dict[str, Any]) -> Alert:
+    """An :class:`Alert` from a row of the ``alerts`` table (as :data:`ALERT_COLUMNS` select it)."""
     r = dict(r)
     r["evidence"] = orjson.loads(r["evidence"]) if r.get("evidence") else {}
     r["unit_id"] = r.get("unit_id") or None
@@ -391,27 +409,32 @@ def _row_alert(r: dict[str, Any]) -> Alert:
     return Alert.model_validate(r)
 
 
-def connect(settings: Any = None, path: str | None = None) -> AlertStore:
-    """The configured store, as it is (no migration): chDB in ``data_dir`` or a server."""
-    from lianwatch.settings import Settings
+def connect(backend: str = "chdb", *, path: str | Path | None = None,
+            clickhouse: Any = None) -> AlertStore:
+    """A store as it is (no migration).
 
-    settings = settings or Settings()
-    if settings.store == "clickhouse":
-        from lianwatch.settings import ClickHouseSettings
+    ``backend``: ``chdb`` (embedded: the data directory ``path``) or ``clickhouse``
+    (a server: ``clickhouse``, a :class:`~lianwatch.sinks.server.ClickHouseConfig`).
+    The commands build these from the settings (``lianwatch.commands.open_configured_store``).
+    """
+    if backend == "clickhouse":
         from lianwatch.sinks.server import ServerBackend
 
-        chs = ClickHouseSettings()
-        return AlertStore(ServerBackend(chs), database=chs.database)
-    from pathlib import Path
-
+        if clickhouse is None:
+            raise ConfigError("a ClickHouse server store needs its connection settings")
+        return AlertStore(ServerBackend(clickhouse), database=clickhouse.database)
+    if backend != "chdb":
+        raise ConfigError(f"unknown store backend {backend!r} (chdb or clickhouse)")
+    if path is None:
+        raise ConfigError("an embedded (chDB) store needs its data directory")
     from lianwatch.sinks.chdb_backend import ChdbBackend
 
-    return AlertStore(ChdbBackend(path or Path(settings.data_dir) / "store"),
-                      database="lianwatch")
+    return AlertStore(ChdbBackend(path), database="lianwatch")
 
 
-def open_store(settings: Any = None, path: str | None = None) -> AlertStore:
-    """The configured store, migrated: chDB in ``data_dir`` by default, or a ClickHouse server."""
-    store = connect(settings, path)
+def open_store(backend: str = "chdb", *, path: str | Path | None = None,
+               clickhouse: Any = None) -> AlertStore:
+    """A store, migrated (see :func:`connect`)."""
+    store = connect(backend, path=path, clickhouse=clickhouse)
     store.migrate()
     return store

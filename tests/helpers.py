@@ -68,7 +68,7 @@ def run_sorted(detectors, ref: Reference, events: list[dict[str, Any]], rules: R
                as_of: float | None = None, lateness: float = 0.0, sort: bool = True):
     """Run events through an engine (sorted like replay unless ``sort=False``);
     return (current alerts by id, engine)."""
-    from lianwatch.replay.sort import sort_key
+    from lianwatch.models.order import sort_key
 
     eng = Engine(detectors, rules or RuleSet(), ref, lateness=lateness)
     eng.start()

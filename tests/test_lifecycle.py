@@ -266,7 +266,8 @@ def test_resolve_alert_id_by_prefix(clean):
 def test_cli_actions(clean, monkeypatch, capsys):
     from lianwatch.cli import main
 
-    monkeypatch.setattr("lianwatch.commands.alerts._store", lambda: clean)  # the test's store
+    monkeypatch.setattr("lianwatch.commands.wiring.open_configured_store",
+                        lambda settings, **kw: clean)  # the test's store
     a = mk(3)
     clean.write_alerts([a])
     code = a.alert_id[:8]

@@ -10,6 +10,7 @@ import pytest
 
 from tests.conftest import module_store
 
+from lianwatch.errors import ProviderError
 from lianwatch.lifecycle.config import ContactCfg, LifecyclePolicy, NotifyPolicy
 from lianwatch.lifecycle.log import Lifecycle, load_history
 from lianwatch.lifecycle.notify import Notifier
@@ -89,7 +90,7 @@ class Recorder:
         self.tries += 1
         if self.fail > 0:
             self.fail -= 1
-            raise ConnectionError(f"network down while sending to {msg.phone}")
+            raise ProviderError(f"network down while sending to {msg.phone}")
         self.sent.append(msg)
         return SendResult(True, provider_id=f"id{len(self.sent)}")
 
@@ -109,9 +110,8 @@ def clean(store):
 
 
 def notifier(store, ref=REF, provider=None, **policy) -> Notifier:
-    return Notifier(store, ref, Settings(), provider or Recorder(),
-                    policy=NotifyPolicy(**policy), lifecycle_policy=LifecyclePolicy(),
-                    sleep=lambda s: None)
+    return Notifier(store, ref, provider or Recorder(), policy=NotifyPolicy(**policy),
+                    lifecycle_policy=LifecyclePolicy(), sleep=lambda s: None)
 
 
 def rows(store, where: str = "1") -> list[dict]:
@@ -513,6 +513,7 @@ def test_english_texts(clean):
 def test_after_demo_counts_the_outbox(clean, tmp_path, capsys):
     from types import SimpleNamespace
 
+    from lianwatch.commands import wiring
     from lianwatch.lifecycle.demo import after_demo
 
     inp = tmp_path / "demo-input"
@@ -523,8 +524,9 @@ def test_after_demo_counts_the_outbox(clean, tmp_path, capsys):
     alerts = [mk(1), mk(2, "yellow"), mk(3, subject="VL2", village="VL2", detected=NOW - 11 * DAY)]
     clean.write_alerts(alerts)
     settings = Settings(data_dir=str(tmp_path))
-    rep = after_demo(settings=settings, store=clean, data_dir=tmp_path,
-                     result=SimpleNamespace(alerts=alerts, as_of=NOW))
+    ref = wiring.load_reference_dir(inp, settings.zone)
+    n = wiring.make_notifier(clean, ref, settings, outbox=tmp_path / "outbox.jsonl")
+    rep = after_demo(n, SimpleNamespace(alerts=alerts, as_of=NOW))
     out = capsys.readouterr().out
     assert "secretary" in out and "town_discipline" in out and "outbox" in out
     assert rep.escalated == 1 and rep.sms >= 4
@@ -542,7 +544,8 @@ def test_cli_tick(clean, tmp_path, monkeypatch, capsys):
     with open(inp / "villages.jsonl", "wb") as f:
         for v in REF.villages.values():
             f.write(orjson.dumps(v.model_dump(mode="json"), option=orjson.OPT_APPEND_NEWLINE))
-    monkeypatch.setattr("lianwatch.commands.alerts._store", lambda: clean)  # the test's store
+    monkeypatch.setattr("lianwatch.commands.wiring.open_configured_store",
+                        lambda settings, **kw: clean)  # the test's store
     monkeypatch.setenv("LIANWATCH_NOTIFY_OUTBOX", str(tmp_path / "box.jsonl"))
     a = mk(1, detected=NOW)
     clean.write_alerts([a])
@@ -557,7 +560,7 @@ def test_cli_tick(clean, tmp_path, monkeypatch, capsys):
 
 
 def test_policy_from_a_toml_file(clean, tmp_path, monkeypatch):
-    from lianwatch.lifecycle.config import load_policies
+    from lianwatch.commands.wiring import configured_policies, make_notifier
 
     f = tmp_path / "policy.toml"
     f.write_text('''
@@ -580,10 +583,10 @@ name = "县纪委值班室"
 phone = "13700000099"
 ''', encoding="utf-8")
     monkeypatch.setenv("LIANWATCH_NOTIFY_POLICY_FILE", str(f))
-    lp, np_ = load_policies(Settings())
+    lp, np_ = configured_policies(Settings())
     assert lp.days("payment.no_approval", "red") == 5 and lp.days("payment.cash", "yellow") == 7
     assert np_.daily_cap == 4 and np_.quiet_start.strftime("%H:%M") == "21:30"
-    n = Notifier(clean, REF, Settings(), Recorder(), sleep=lambda s: None)
+    n = make_notifier(clean, REF, Settings(), provider=Recorder())
     v9 = mk(1, rule="fuel.not_at_station", subject_type="vehicle", subject="V9", village=None)
     # the unit's own head, and for the missing town level the county line configured
     assert [(r.role, r.phone) for r in n.router.recipients(v9, ["secretary", "town_discipline"])] \
@@ -592,4 +595,4 @@ phone = "13700000099"
     from lianwatch.lifecycle.config import PolicyError
 
     with pytest.raises(PolicyError, match="daily_kap"):
-        load_policies(Settings())
+        configured_policies(Settings())

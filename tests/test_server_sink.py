@@ -276,7 +276,7 @@ def test_early_and_late_timestamps_round_trip(both):
     times = [0.0, 0.001, 86399.999, 631152000.5, 999999999.999, 1000000000.0, T0 + 0.123,
              4102444799.999]  # 1970 … 2099
     for st in both:
-        st._insert("alert_history", [
+        st.insert_dicts("alert_history", [
             {"alert_id": f"a{i}", "seq": 1, "at_time": t, "action": "open", "state": "open",
              "by": "system"} for i, t in enumerate(times)])
         rows = st.query(f"SELECT alert_id, {ts_ms_sql(st.caps, 'at_time')} AS ms FROM "

@@ -22,9 +22,7 @@ from requests.adapters import BaseAdapter
 pytest.importorskip("alibabacloud_dysmsapi20170525")
 pytest.importorskip("tencentcloud.sms.v20210111")
 
-from lianwatch.lifecycle.config import (  # noqa: E402
-    AliyunSmsSettings, LifecyclePolicy, NotifyPolicy, NotifySettings, TencentSmsSettings,
-)
+from lianwatch.lifecycle.config import LifecyclePolicy, NotifyPolicy  # noqa: E402
 from lianwatch.lifecycle.notify import Notifier  # noqa: E402
 from lianwatch.lifecycle.providers import (  # noqa: E402
     AliyunSmsProvider, Message, OutboxProvider, ProviderError, TencentSmsProvider, make_provider,
@@ -33,7 +31,9 @@ from lianwatch.models.alert import Alert, alert_id  # noqa: E402
 from lianwatch.models.clock import format_ts  # noqa: E402
 from lianwatch.models.parse import parse_reference  # noqa: E402
 from lianwatch.reference import Reference  # noqa: E402
-from lianwatch.settings import Settings  # noqa: E402
+from lianwatch.settings import (  # noqa: E402
+    AliyunSmsSettings, NotifySettings, Settings, TencentSmsSettings,
+)
 
 NOW = 1772409600.0 + 7200  # 2026-03-02 10:00+08:00
 PARAMS = {"level": "红色", "rule": "加油时车辆不在加油站", "subject": "浙A·1234X",
@@ -78,21 +78,25 @@ def aliyun_cfg(**kw) -> AliyunSmsSettings:
     return AliyunSmsSettings(**{**base, **kw})
 
 
-@pytest.fixture
-def aliyun(monkeypatch):
-    """An Aliyun provider whose HTTP sessions use a fake transport."""
+def aliyun_over(monkeypatch, transport: BaseAdapter) -> AliyunSmsProvider:
+    """An Aliyun provider whose HTTP sessions (the SDK's own) use ``transport``."""
     from darabonba.core import DaraCore
-
-    fake = FakeTransport(ALI_OK)
 
     def session(*args, **kwargs):
         s = requests.Session()
-        s.mount("https://", fake)
-        s.mount("http://", fake)
+        s.mount("https://", transport)
+        s.mount("http://", transport)
         return s
 
     monkeypatch.setattr(DaraCore, "_get_session", staticmethod(session))
-    return AliyunSmsProvider(aliyun_cfg()), fake
+    return AliyunSmsProvider(aliyun_cfg())
+
+
+@pytest.fixture
+def aliyun(monkeypatch):
+    """An Aliyun provider whose HTTP sessions use a fake transport."""
+    fake = FakeTransport(ALI_OK)
+    return aliyun_over(monkeypatch, fake), fake
 
 
 def _rfc3986(s: str) -> str:
@@ -156,8 +160,9 @@ def test_aliyun_digest_template_and_carrier_refusal(aliyun):
 def test_aliyun_server_error_raises(aliyun):
     p, fake = aliyun
     fake.answers = [(503, {"Code": "ServiceUnavailable", "Message": "busy", "RequestId": "R"})]
-    with pytest.raises(Exception, match="ServiceUnavailable"):
+    with pytest.raises(ProviderError, match="ServiceUnavailable") as e:
         p.send(msg())
+    assert e.value.code == "ServiceUnavailable"
 
 
 # ------------------------------------------------------------------ Tencent
@@ -230,8 +235,9 @@ def test_tencent_refusals():
     assert not res.ok and "LimitExceeded.PhoneNumberDailyLimit" in res.error
     p, _ = tencent((200, {"Response": {"Error": {"Code": "AuthFailure.SignatureFailure",
                                                  "Message": "bad"}, "RequestId": "x"}}))
-    with pytest.raises(Exception, match="AuthFailure"):
+    with pytest.raises(ProviderError, match="AuthFailure") as e:
         p.send(msg())
+    assert e.value.code == "AuthFailure.SignatureFailure"
 
 
 # ------------------------------------------------------------------ configuration
@@ -245,14 +251,23 @@ def test_configuration_from_the_environment(monkeypatch, tmp_path):
     assert cfg.access_key_secret.get_secret_value() == "envSecret"
     assert "envSecret" not in repr(cfg) and "envSecret" not in str(cfg.model_dump())
     with pytest.raises(ProviderError, match="LIANWATCH_ALIYUN_SMS_TEMPLATE_DIGEST"):
-        AliyunSmsProvider()
+        AliyunSmsProvider(AliyunSmsSettings())
     monkeypatch.setenv("LIANWATCH_ALIYUN_SMS_TEMPLATE_DIGEST", "SMS_2")
     monkeypatch.setenv("LIANWATCH_NOTIFY_PROVIDER", "aliyun")
-    assert isinstance(make_provider(NotifySettings()), AliyunSmsProvider)
+    assert isinstance(make_provider(NotifySettings().provider, aliyun=AliyunSmsSettings()),
+                      AliyunSmsProvider)
     with pytest.raises(ProviderError, match="LIANWATCH_TENCENT_SMS_SECRET_ID"):
-        TencentSmsProvider()
+        TencentSmsProvider(TencentSmsSettings())
+    # the commands' wiring: the provider the environment names, the outbox by default
+    from types import SimpleNamespace
+
+    from lianwatch.commands.wiring import make_notifier
+
+    where = SimpleNamespace(db="lw_nowhere")  # the notifier only names its tables here
+    n = make_notifier(where, None, Settings(data_dir=str(tmp_path)))
+    assert isinstance(n.provider, AliyunSmsProvider) and n.provider.cfg.template_digest == "SMS_2"
     monkeypatch.delenv("LIANWATCH_NOTIFY_PROVIDER")
-    box = make_provider(NotifySettings(), tmp_path)
+    box = make_notifier(where, None, Settings(data_dir=str(tmp_path))).provider
     assert isinstance(box, OutboxProvider) and box.path == tmp_path / "outbox.jsonl"
 
 
@@ -285,20 +300,11 @@ def _ref() -> Reference:
 
 def test_provider_errors_are_retried_and_logged_never_lost(store, monkeypatch):
     """Aliyun throttles every try of the first round, then accepts: nothing is lost."""
-    from darabonba.core import DaraCore
-
     store.truncate_all()
     fake = FakeTransport((500, {"Code": "Throttling", "Message": "busy", "RequestId": "R"}))
-
-    def session(*args, **kwargs):
-        s = requests.Session()
-        s.mount("https://", fake)
-        return s
-
-    monkeypatch.setattr(DaraCore, "_get_session", staticmethod(session))
-    provider = AliyunSmsProvider(aliyun_cfg())
+    provider = aliyun_over(monkeypatch, fake)
     naps: list[float] = []
-    n = Notifier(store, _ref(), Settings(), provider,
+    n = Notifier(store, _ref(), provider,
                  policy=NotifyPolicy(retry_inline=3, retry_backoff_s=2, retry_later_s=600),
                  lifecycle_policy=LifecyclePolicy(), sleep=naps.append)
     a = Alert(alert_id=alert_id("payment.no_approval", "village", "VL1", ["PM-1"]),

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from lianwatch.replay.sort import ExternalSorter, sort_key
+from lianwatch.models.order import ExternalSorter, sort_key
 
 
 def events(n: int, seed: int = 1):

@@ -186,8 +186,8 @@ def test_timestamps_round_trip_to_the_millisecond(clean):
 
 
 def test_row_dicts_and_defaults(clean):
-    """``_insert`` (used by the lifecycle and the notifier): seconds in, milliseconds kept."""
-    clean._insert("alert_history", [{"alert_id": "x", "seq": 1, "at_time": T0 + 0.007,
+    """``insert_dicts`` (used by the lifecycle and the notifier): seconds in, milliseconds kept."""
+    clean.insert_dicts("alert_history", [{"alert_id": "x", "seq": 1, "at_time": T0 + 0.007,
                                      "action": "open", "state": "open", "by": "system"}])
     r = clean.query(f"SELECT {ts_ms_sql(clean.caps, 'at_time')} AS ms, note FROM "
                     f"{DB}.alert_history")[0]
@@ -202,7 +202,7 @@ def test_tsv_escapes_every_awkward_value(clean):
     from lianwatch.sinks.schema import canonical_row
 
     weird = "tab\there nl\nthere cr\rback\\slash quote' nul\0 中文"
-    clean._insert("ref_officials", [{"person_id": "P1", "name": weird, "village_id": "VL1",
+    clean.insert_dicts("ref_officials", [{"person_id": "P1", "name": weird, "village_id": "VL1",
                                      "role": "director", "related_payee_ids": [weird, "]", "'"],
                                      "raw": weird}])
     r = clean.query(f"SELECT name, related_payee_ids, raw FROM {DB}.ref_officials")[0]

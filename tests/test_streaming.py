@@ -337,9 +337,9 @@ def topic_alerts(topic: str) -> tuple[dict[str, tuple[str, str, int]], int]:
 
 _STORE_READER = r"""
 import json, sys
+from pathlib import Path
 from lianwatch.sinks.store import open_store
-from lianwatch.settings import Settings
-st = open_store(Settings(data_dir=sys.argv[1]))
+st = open_store(path=Path(sys.argv[1]) / "store")
 rows = st.query("SELECT alert_id, rule, level, version FROM lianwatch.alerts FINAL")
 dups = st.query("SELECT alert_id, count() AS n FROM (SELECT alert_id FROM lianwatch.alerts FINAL) "
                 "GROUP BY alert_id HAVING n > 1")

@@ -12,24 +12,15 @@ import unicodedata
 
 import orjson
 
-from lianwatch.cli import CommandError
+from lianwatch.commands import parse_time_arg, wiring
+from lianwatch.commands.alert_actions import ACTIONS
+from lianwatch.errors import CommandError
 from lianwatch.models.alert import Alert
-from lianwatch.settings import Settings
 
 LEVEL_ZH = {"red": "红", "yellow": "黄"}
-_ACTIONS: dict[str, tuple] = {}
-
-
-def register_action(name: str, add, run, help_: str) -> None:
-    """Other modules (the alert lifecycle) add ``alerts`` sub-commands here."""
-    _ACTIONS[name] = (add, run, help_)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    try:  # lifecycle actions (rectify, verify, …) when that module is present
-        import lianwatch.lifecycle.commands  # noqa: F401
-    except ModuleNotFoundError:
-        pass
     sub = p.add_subparsers(dest="action", metavar="ACTION")
     lp = sub.add_parser("list", help="list current alerts (default)")
     _list_args(lp)
@@ -37,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     sp = sub.add_parser("show", help="one alert: evidence, sources, history")
     sp.add_argument("alert_id")
     sp.add_argument("--json", action="store_true")
-    for name, (add, _, help_) in _ACTIONS.items():
+    for name, (add, _, help_) in ACTIONS.items():
         ap = sub.add_parser(name, help=help_)
         add(ap)
 
@@ -53,32 +44,34 @@ def _list_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lang", choices=["zh", "en"])
 
 
-def _store():
-    from lianwatch.sinks.store import open_store
-
-    try:
-        return open_store(Settings())
-    except Exception as exc:
-        raise CommandError(f"cannot open the alert store: {exc}") from None
-
-
 def run(args: argparse.Namespace) -> int:
     action = getattr(args, "action", None) or "list"
     if action == "show":
         return _show(args)
-    if action in _ACTIONS:
-        return _ACTIONS[action][1](args)
-    store = _store()
+    if action in ACTIONS:
+        return ACTIONS[action][1](args)
+    settings = wiring.settings()
+    since, until = (_time_text(t, settings.zone) for t in (args.since, args.until))
+    store = wiring.open_configured_store(settings)
     alerts = store.alerts(level=args.level, rule=args.rule, subject=args.subject,
-                          since=args.since, until=args.until, limit=args.limit)
+                          since=since, until=until, limit=args.limit)
     if args.json:
         out = sys.stdout.buffer
         for a in alerts:
             out.write(orjson.dumps(a.to_json_dict(), option=orjson.OPT_APPEND_NEWLINE))
         return 0
-    lang = args.lang or Settings().lang
+    lang = args.lang or settings.lang
     print(format_alert_table(alerts, lang))
     return 0
+
+
+def _time_text(s: str | None, tz) -> str | None:
+    """``--since``/``--until`` as RFC 3339 (a naive time is in LIANWATCH_TZ); CommandError
+    when it is not a time."""
+    from lianwatch.models.clock import format_ts
+
+    t = parse_time_arg(s, tz)
+    return None if t is None else format_ts(t, tz)
 
 
 def _width(s: str) -> int:
@@ -112,17 +105,14 @@ def format_alert_table(alerts: list[Alert], lang: str = "zh") -> str:
 
 
 def _show(args: argparse.Namespace) -> int:
-    store = _store()
+    from lianwatch.lifecycle.log import load_history
+
+    settings = wiring.settings()
+    store = wiring.open_configured_store(settings)
     a = store.get_alert(args.alert_id)
     if a is None:
         raise CommandError(f"no alert {args.alert_id!r} in the store")
-    history = []
-    try:
-        from lianwatch.lifecycle.log import load_history
-
-        history = load_history(store, a.alert_id)
-    except ModuleNotFoundError:
-        pass
+    history = load_history(store, a.alert_id, settings.zone)
     if args.json:
         d = a.to_json_dict()
         d["history"] = history

@@ -43,17 +43,26 @@ def _langs(choice: str) -> tuple[str, ...]:
     return ("zh", "en") if choice == "both" else (choice,)
 
 
+def _clickhouse():
+    from lianwatch.settings import ClickHouseSettings, read
+
+    return read(ClickHouseSettings)
+
+
 def run(args: argparse.Namespace) -> int:
-    from lianwatch.cli import CommandError
+    from lianwatch.errors import BuildError, CommandError, GrafanaError
 
     action = getattr(args, "action", None)
     if action == "build":
-        from lianwatch.dashboards.provisioning import BuildError, build
+        from lianwatch.dashboards.provisioning import build
 
         try:
-            files = build(args.out, dashboards_path=args.dashboards_path, langs=_langs(args.lang))
+            files = build(args.out, ch=_clickhouse(), dashboards_path=args.dashboards_path,
+                          langs=_langs(args.lang))
         except BuildError as exc:
             raise CommandError(f"dashboards failed their checks: {exc}") from None
+        except OSError as exc:
+            raise CommandError(f"cannot write {args.out}: {exc.strerror or exc}") from None
         for f in files:
             print(f)
         return 0
@@ -67,10 +76,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"lianwatch dashboards: ${args.token_env} is not set; trying without a token",
                   file=sys.stderr)
         try:
-            apply(args.url, token=token or "", with_datasource=args.with_datasource,
-                  langs=_langs(args.lang), timeout=args.timeout)
-        except Exception as exc:  # grafana_client raises its own hierarchy
-            raise CommandError(f"cannot apply to {args.url}: {exc}") from None
+            apply(args.url, ch=_clickhouse(), token=token or "",
+                  with_datasource=args.with_datasource, langs=_langs(args.lang),
+                  timeout=args.timeout)
+        except GrafanaError as exc:
+            raise CommandError(f"cannot apply the dashboards: {exc}") from None
         return 0
     if action == "list":
         from lianwatch.dashboards.definitions import DASHBOARDS
@@ -81,13 +91,12 @@ def run(args: argparse.Namespace) -> int:
                 print(f"    {p.key:18} {p.kind:10} {p.title('zh')} / {p.title('en')}")
         return 0
     if action == "sql":
-        from lianwatch.commands import parse_time_arg
+        from lianwatch.commands import parse_time_arg, wiring
         from lianwatch.dashboards.definitions import get
         from lianwatch.dashboards.macros import ALL
         from lianwatch.dashboards.run import Context, panel_sql
-        from lianwatch.settings import Settings
 
-        settings = Settings()
+        settings = wiring.settings()
         try:
             d = get(args.dashboard)
             p = next(p for p in d.panels if p.key == args.panel)

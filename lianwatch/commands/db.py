@@ -18,7 +18,7 @@ import sys
 
 import orjson
 
-from lianwatch.cli import CommandError
+from lianwatch.commands import wiring
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -30,14 +30,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     mp.add_argument("--dry-run", action="store_true", help="print the statements, run nothing")
 
 
-def _connect():
-    from lianwatch.settings import Settings
-    from lianwatch.sinks.store import connect
-
-    try:
-        return connect(Settings())
-    except Exception as exc:
-        raise CommandError(f"cannot reach the alert store: {exc}") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,15 +37,11 @@ def run(args: argparse.Namespace) -> int:
     if action not in ("check", "migrate"):
         print("usage: lianwatch db {check,migrate}", file=sys.stderr)
         return 2
-    store = _connect()
+    store = wiring.open_configured_store(wiring.settings(), migrate=False)
     try:
         if action == "check":
             return _check(store, args)
         return _migrate(store, args)
-    except CommandError:
-        raise
-    except Exception as exc:
-        raise CommandError(str(exc)) from None
     finally:
         store.close()
 

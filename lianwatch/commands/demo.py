@@ -14,8 +14,9 @@ from collections import Counter
 from datetime import date
 from pathlib import Path
 
+from lianwatch.commands import wiring
+from lianwatch.errors import CommandError
 from lianwatch.rules import RULES
-from lianwatch.settings import Settings
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -37,9 +38,8 @@ def run(args: argparse.Namespace) -> int:
     from lianwatch.evaluate import format_table, load_labels, score
     from lianwatch.replay.run import replay_dir, summary_lines
     from lianwatch.sim import GenConfig, generate
-    from lianwatch.sinks.store import open_store
 
-    settings = Settings()
+    settings = wiring.settings()
     if args.data_dir:
         settings = settings.model_copy(update={"data_dir": args.data_dir})
     lang = args.lang or settings.lang
@@ -51,12 +51,16 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     _say(f"[1/3] 生成模拟县域数据 generating a county: {args.vehicles} vehicles, "
          f"{args.villages} villages, {args.projects} projects, {args.days} days → {inp}")
-    generate(inp, GenConfig(vehicles=args.vehicles, villages=args.villages,
-                            projects=args.projects, days=args.days, seed=args.seed,
-                            start=date(2026, 3, 2)))
+    try:
+        generate(inp, GenConfig(vehicles=args.vehicles, villages=args.villages,
+                                projects=args.projects, days=args.days, seed=args.seed,
+                                start=date(2026, 3, 2)))
+    except OSError as exc:
+        raise CommandError(f"cannot write the demo county to {inp}: {exc.strerror or exc}") \
+            from None
     _say(f"      {time.perf_counter() - t0:.1f} s")
     _say(f"[2/3] 回放入库 replaying into the embedded store ({settings.store}: {data})")
-    store = open_store(settings)
+    store = wiring.open_configured_store(settings)
     store.truncate_all()
     out = data / "demo-alerts.jsonl"
     res = replay_dir(inp, out, tz=settings.zone, store=store)
@@ -83,10 +87,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _extras(args, settings, store, data, res) -> None:
-    """Steps that later parts add (notifications outbox, HTML report), when present."""
-    for mod in ("lianwatch.lifecycle.demo", "lianwatch.dashboards.demo"):
-        try:
-            m = __import__(mod, fromlist=["after_demo"])
-        except ModuleNotFoundError:
-            continue
-        m.after_demo(settings=settings, store=store, data_dir=data, result=res)
+    """The demo's last steps: the SMS it would send (an outbox), the HTML report."""
+    from lianwatch.dashboards.demo import after_demo as write_report
+    from lianwatch.lifecycle.demo import after_demo as notify_outbox
+
+    outbox = data / "outbox.jsonl"
+    outbox.unlink(missing_ok=True)
+    ref = wiring.load_reference_dir(data / "demo-input", settings.zone)
+    notify_outbox(wiring.make_notifier(store, ref, settings, outbox=outbox), res)
+    write_report(settings=settings, store=store, data_dir=data, result=res)

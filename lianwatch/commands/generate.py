@@ -21,12 +21,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from lianwatch.errors import CommandError
     from lianwatch.sim import GenConfig, generate
 
     cfg = GenConfig(vehicles=args.vehicles, villages=args.villages, projects=args.projects,
                     days=args.days, seed=args.seed, start=args.start,
                     malformed=not args.no_malformed, gzip=args.gzip)
-    summary = generate(args.out, cfg)
+    try:
+        summary = generate(args.out, cfg)
+    except OSError as exc:
+        raise CommandError(f"cannot write the county to {args.out}: {exc.strerror or exc}") \
+            from None
     print(summary if isinstance(summary, str) else _fmt(summary), file=sys.stderr)
     return 0
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
-from lianwatch.cli import CommandError
-from lianwatch.commands import load_rules
-from lianwatch.settings import Settings
+from lianwatch.commands import load_rules, wiring
+from lianwatch.errors import CommandError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -23,11 +23,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from lianwatch.incident import ArchiveSource, DirSource, reconstruct
     from lianwatch.incident.html import render_incident
-    from lianwatch.sinks.store import open_store
+    from lianwatch.lifecycle.log import load_history
 
-    settings = Settings()
+    settings = wiring.settings()
+    if args.input and not Path(args.input).is_dir():
+        raise CommandError(f"input directory not found: {args.input}")
     rules = load_rules(args.rules, settings)
-    store = open_store(settings)
+    store = wiring.open_configured_store(settings)
     alert = store.get_alert(args.alert_id)
     if alert is None:
         raise CommandError(f"no alert {args.alert_id!r} in the store")
@@ -35,16 +37,13 @@ def run(args: argparse.Namespace) -> int:
     source = DirSource(args.input, settings.zone) if args.input else ArchiveSource(store)
     rec = reconstruct(alert, source, rules, tz=settings.zone)
     took = time.perf_counter() - t0
-    history = []
-    try:
-        from lianwatch.lifecycle.log import load_history
-
-        history = load_history(store, alert.alert_id)
-    except (ModuleNotFoundError, ImportError):
-        pass
+    history = load_history(store, alert.alert_id, settings.zone)
     out = args.out or f"incident-{alert.alert_id}.html"
-    with open(out, "w", encoding="utf-8") as f:
-        f.write(render_incident(rec, history, settings.zone))
+    try:
+        with open(out, "w", encoding="utf-8") as f:
+            f.write(render_incident(rec, history, settings.zone))
+    except OSError as exc:
+        raise CommandError(f"cannot write {out}: {exc.strerror or exc}") from None
     print(f"{alert.title}")
     print(f"rule {alert.rule}  level {alert.level}  subject {alert.subject_type} {alert.subject_id}")
     print("records used: " + ", ".join(f"{s} {len(r)}" for s, r in rec.records.items())

@@ -14,13 +14,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lianwatch.cli import CommandError
-from lianwatch.commands import parse_time_arg
-from lianwatch.settings import KafkaSettings, Settings
+from lianwatch.commands import parse_time_arg, wiring
+from lianwatch.errors import CommandError
+from lianwatch.settings import KafkaSettings, read
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    ks = KafkaSettings()
+    ks = read(KafkaSettings)
     p.add_argument("--input", required=True, metavar="DIR", help="contract directory")
     p.add_argument("--bootstrap", default=ks.bootstrap, help="Kafka bootstrap servers")
     p.add_argument("--prefix", default=ks.topic_prefix, help="topic name prefix (default %(default)s)")
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from lianwatch.streams.producer import publish_directory
     from lianwatch.streams.topics import Topics, ensure_topics
 
-    settings = Settings()
+    settings = wiring.settings()
     tz = settings.zone
     as_of = parse_time_arg(args.as_of, tz)
     topics = Topics(prefix=args.prefix, partitions=args.partitions)

@@ -19,9 +19,8 @@ import sys
 
 import orjson
 
-from lianwatch.cli import CommandError
-from lianwatch.commands import load_rules, parse_time_arg
-from lianwatch.settings import Settings
+from lianwatch.commands import load_rules, parse_time_arg, wiring
+from lianwatch.errors import CommandError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -49,7 +48,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = Settings()
+    settings = wiring.settings()
     tz = settings.zone
     rules = load_rules(args.rules, settings)
     as_of = parse_time_arg(args.as_of, tz)
@@ -61,9 +60,7 @@ def run(args: argparse.Namespace) -> int:
 
     store = None
     if args.store:
-        from lianwatch.sinks.store import open_store
-
-        store = open_store(settings)
+        store = wiring.open_configured_store(settings)
     try:
         res = replay_dir(args.input, args.output, rules=rules, as_of=as_of, tz=tz,
                          max_in_memory=args.memory_events, store=store,
@@ -81,14 +78,12 @@ def run(args: argparse.Namespace) -> int:
 def _whatif(args, settings, rules, as_of) -> int:
     from lianwatch.replay.run import replay_dir, write_alerts_jsonl
     from lianwatch.replay.whatif import diff_alerts, format_diff, replay_store, stored_slice
-    from lianwatch.sinks.store import open_store
-
     tz = settings.zone
     start = parse_time_arg(args.start, tz)
     end = parse_time_arg(args.end, tz)
     subject_type, subject_id = next(((k, getattr(args, k)) for k in ("vehicle", "village", "project")
                                      if getattr(args, k)), (None, None))
-    store = open_store(settings)
+    store = wiring.open_configured_store(settings)
     if args.from_store:
         alerts = replay_store(store, rules=rules, start=start, end=end, subject_type=subject_type,
                               subject_id=subject_id, as_of=as_of, tz=tz)

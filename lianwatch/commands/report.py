@@ -22,25 +22,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lianwatch.cli import CommandError
-    from lianwatch.commands import parse_time_arg
+    from lianwatch.commands import parse_time_arg, wiring
     from lianwatch.dashboards.report import write_report
-    from lianwatch.settings import Settings
-    from lianwatch.sinks.store import open_store
+    from lianwatch.errors import CommandError
 
-    settings = Settings()
-    try:
-        store = open_store(settings, path=args.store) if args.store else open_store(settings)
-    except Exception as exc:
-        raise CommandError(f"cannot open the alert store: {exc}") from None
+    settings = wiring.settings()
+    if args.store:  # a chDB data directory, whatever the configured store
+        settings = settings.model_copy(update={"store": "chdb"})
+    store = wiring.open_configured_store(settings, path=args.store)
     database = getattr(store, "db", "lianwatch")
     tf = parse_time_arg(args.time_from, settings.zone)
     tt = parse_time_arg(args.time_to, settings.zone)
     try:
         path = write_report(store, args.out, time_from=tf, time_to=tt, lang=args.lang or settings.lang,
                             details=args.details, database=database)
-    except Exception as exc:
-        raise CommandError(f"cannot render the report: {exc}") from None
+    except OSError as exc:
+        raise CommandError(f"cannot write {args.out}: {exc.strerror or exc}") from None
     print(path.resolve())
     print(f"lianwatch report: {path.stat().st_size / 1024:.0f} KiB", file=sys.stderr)
     return 0

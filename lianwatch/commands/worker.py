@@ -22,13 +22,14 @@ import logging
 import sys
 from pathlib import Path
 
-from lianwatch.cli import CommandError
+from lianwatch.commands import wiring
+from lianwatch.errors import CommandError
 from lianwatch.rules import RuleSet, RulesError
-from lianwatch.settings import KafkaSettings, Settings
+from lianwatch.settings import KafkaSettings, read
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    ks = KafkaSettings()
+    ks = read(KafkaSettings)
     p.add_argument("--bootstrap", default=ks.bootstrap, help="Kafka bootstrap servers")
     p.add_argument("--prefix", default=ks.topic_prefix, help="topic name prefix (default %(default)s)")
     p.add_argument("--partitions", type=int, default=ks.partitions,
@@ -89,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     from lianwatch.streams.ref import RefFollower
     from lianwatch.streams.topics import Topics, changelog_specs, ensure_topics
 
-    settings = Settings()
+    settings = wiring.settings()
     try:
         rules = RuleSet.load(args.rules or settings.rules_file)
     except RulesError as exc:
@@ -111,10 +112,8 @@ def run(args: argparse.Namespace) -> int:
 
     store = None
     if not args.no_store and settings.store != "none":
-        from lianwatch.sinks.store import open_store
-
         try:
-            store = open_store(settings)
+            store = wiring.open_configured_store(settings)
         except Exception as exc:  # noqa: BLE001
             follower.stop()
             raise CommandError(f"cannot open the alert store: {exc}") from None
@@ -136,9 +135,7 @@ def run(args: argparse.Namespace) -> int:
     )
     if store is not None and args.clock == "wall" and not args.no_notify:
         # live only: an --clock event run re-plays history and must not text anyone
-        from lianwatch.lifecycle.notify import Notifier
-
-        cfg.notifier = Notifier(store, follower.ref, settings)
+        cfg.notifier = wiring.make_notifier(store, follower.ref, settings)
     app, state = build_app(cfg, follower)
     worker = faust.Worker(app, loglevel=args.loglevel.upper(), quiet=True,
                           redirect_stdouts=False, override_logging=False)

@@ -23,7 +23,7 @@ from lianwatch.engine import Engine
 from lianwatch.models.alert import Alert
 from lianwatch.models.clock import DEFAULT_TZ, parse_ts
 from lianwatch.models.parse import parse_event
-from lianwatch.replay.sort import sort_key
+from lianwatch.models.order import sort_key
 from lianwatch.rules import RuleSet
 
 __all__ = ["reconstruct", "Reconstruction", "compare"]

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from lianwatch.models.clock import DEFAULT_TZ
-from lianwatch.models.parse import parse_event, parse_reference
+from lianwatch.models.parse import parse_event
 from lianwatch.reference import Reference
-from lianwatch.replay.files import EVENT_STREAMS, REFERENCE_KINDS, find_files, open_lines
+from lianwatch.replay.files import EVENT_STREAMS, find_files, open_lines
 
 __all__ = ["ArchiveSource", "DirSource", "Records"]
 
@@ -35,14 +35,7 @@ class _Source:
     def reference(self) -> Reference:
         """The reference data, parsed once; its raw lines are kept for the input hash."""
         if self._ref is None:
-            ref = Reference()
-            for kind in REFERENCE_KINDS:
-                for raw in self._reference_lines(kind):
-                    rec, _ = parse_reference(kind, raw)
-                    if rec is not None:
-                        ref.add(kind, rec)
-                        self.reference_raw.append(raw)
-            self._ref = ref
+            self._ref = Reference.from_raw(self._reference_lines, kept=self.reference_raw)
         return self._ref
 
 

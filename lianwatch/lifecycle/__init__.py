@@ -8,8 +8,11 @@
 * :mod:`~lianwatch.lifecycle.notify` — :class:`~lianwatch.lifecycle.notify.Notifier`:
   routing, grouping, digests, quiet hours, caps, repeats, retries.
 * :mod:`~lianwatch.lifecycle.routing`, :mod:`~lianwatch.lifecycle.texts`,
-  :mod:`~lianwatch.lifecycle.providers` (outbox, Aliyun, Tencent),
-  :mod:`~lianwatch.lifecycle.config` (policies and settings).
-* :mod:`~lianwatch.lifecycle.commands` — ``alerts rectify|verify|dismiss|reopen|tick``;
-  :mod:`~lianwatch.lifecycle.demo` — the demo's outbox step.
+  :mod:`~lianwatch.lifecycle.providers` (outbox, Aliyun, Tencent, and their configs),
+  :mod:`~lianwatch.lifecycle.config` (policies).
+* :mod:`~lianwatch.lifecycle.demo` — the demo's outbox step.
+
+The ``alerts rectify|verify|dismiss|reopen|tick`` commands live with the CLI
+(:mod:`lianwatch.commands.alert_actions`): nothing here imports the command line,
+reads the environment or replays.
 """

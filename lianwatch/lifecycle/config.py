@@ -28,13 +28,12 @@ Two kinds:
       name = "县纪委值班室"
       phone = "13900000000"
 
-  The file is ``LIANWATCH_NOTIFY_POLICY_FILE``, else the rules file
+  The commands read it from ``LIANWATCH_NOTIFY_POLICY_FILE``, else the rules file
   (``LIANWATCH_RULES_FILE``), whose other tables are the detectors'.
 
-* **secrets and wiring** from the environment (pydantic-settings, ``SecretStr``):
-  :class:`NotifySettings` (``LIANWATCH_NOTIFY_*``), :class:`AliyunSmsSettings`
-  (``LIANWATCH_ALIYUN_SMS_*``), :class:`TencentSmsSettings`
-  (``LIANWATCH_TENCENT_SMS_*``).
+* **secrets and wiring** (the provider, its keys, the outbox, the phone-hash key)
+  come from the environment through :mod:`lianwatch.settings`, read only by the
+  commands, which pass them into the constructors here.
 
 >>> p = NotifyPolicy.model_validate({"quiet_start": "22:00", "quiet_end": "07:00"})
 >>> p.quiet_start.hour, p.daily_cap
@@ -45,20 +44,17 @@ Two kinds:
 
 from __future__ import annotations
 
-from lianwatch.errors import PolicyError  # noqa: F401 (re-exported)
-
 import tomllib
 from datetime import time as dtime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-__all__ = [
-    "ContactCfg", "LifecyclePolicy", "NotifyPolicy", "NotifySettings", "AliyunSmsSettings",
-    "TencentSmsSettings", "PolicyError", "load_policies",
-]
+from lianwatch.errors import PolicyError
+
+__all__ = ["ContactCfg", "LifecyclePolicy", "NotifyPolicy", "PolicyError", "load_policies",
+           "policies_from_dict"]
 
 Role = Literal["secretary", "director", "accountant", "supervisor", "town_discipline",
                "county_discipline"]
@@ -144,66 +140,9 @@ class NotifyPolicy(_Policy):
         return _hhmm(v)
 
 
-class NotifySettings(BaseSettings):
-    """``LIANWATCH_NOTIFY_PROVIDER`` etc."""
-
-    model_config = SettingsConfigDict(env_prefix="LIANWATCH_NOTIFY_", env_file=".env",
-                                      extra="ignore")
-
-    #: ``outbox`` (default: notifications table + JSONL, nothing leaves the machine),
-    #: ``aliyun``, ``tencent``
-    provider: Literal["outbox", "aliyun", "tencent"] = "outbox"
-    #: the outbox JSONL (default: DATA_DIR/outbox.jsonl)
-    outbox: str | None = None
-    #: key of the HMAC that hashes phone numbers in the notifications table
-    phone_hash_key: SecretStr = SecretStr("")
-    #: TOML with [lifecycle] and [notify] (default: the rules file)
-    policy_file: str | None = None
-
-
-class AliyunSmsSettings(BaseSettings):
-    """Aliyun SMS (dysmsapi 2017-05-25): ``LIANWATCH_ALIYUN_SMS_ACCESS_KEY_ID`` etc."""
-
-    model_config = SettingsConfigDict(env_prefix="LIANWATCH_ALIYUN_SMS_", env_file=".env",
-                                      extra="ignore")
-
-    access_key_id: SecretStr = SecretStr("")
-    access_key_secret: SecretStr = SecretStr("")
-    sign_name: str = ""
-    #: template codes (SMS_…), registered with the texts of lianwatch.lifecycle.texts
-    template_alert: str = ""
-    template_digest: str = ""
-    endpoint: str = "dysmsapi.aliyuncs.com"
-    region_id: str = "cn-hangzhou"
-    connect_timeout_ms: int = 5000
-    read_timeout_ms: int = 10000
-    #: longest template variable value the carrier accepts
-    param_max_len: int = 35
-
-
-class TencentSmsSettings(BaseSettings):
-    """Tencent Cloud SMS (2021-01-11): ``LIANWATCH_TENCENT_SMS_SECRET_ID`` etc."""
-
-    model_config = SettingsConfigDict(env_prefix="LIANWATCH_TENCENT_SMS_", env_file=".env",
-                                      extra="ignore")
-
-    secret_id: SecretStr = SecretStr("")
-    secret_key: SecretStr = SecretStr("")
-    sdk_app_id: str = ""
-    sign_name: str = ""
-    template_alert: str = ""
-    template_digest: str = ""
-    region: str = "ap-guangzhou"
-    endpoint: str = "sms.tencentcloudapi.com"
-    timeout_s: int = 10
-    param_max_len: int = 35
-
-
-def load_policies(settings: Any = None, notify_settings: NotifySettings | None = None,
-                  ) -> tuple[LifecyclePolicy, NotifyPolicy]:
-    """The policies from the policy file (or the rules file), defaults otherwise."""
-    ns = notify_settings or NotifySettings()
-    path = ns.policy_file or (getattr(settings, "rules_file", None) if settings else None)
+def load_policies(path: str | Path | None = None) -> tuple[LifecyclePolicy, NotifyPolicy]:
+    """The policies from a TOML file (its ``[lifecycle]`` and ``[notify]`` tables);
+    the defaults when ``path`` is None."""
     if not path:
         return LifecyclePolicy(), NotifyPolicy()
     p = Path(path)
@@ -221,5 +160,5 @@ def policies_from_dict(data: dict[str, Any], source: str = "<dict>",
     try:
         return (LifecyclePolicy.model_validate(data.get("lifecycle", {})),
                 NotifyPolicy.model_validate(data.get("notify", {})))
-    except Exception as exc:  # pydantic.ValidationError
+    except ValidationError as exc:
         raise PolicyError(f"invalid lifecycle/notify policy ({source}): {exc}") from exc

@@ -4,33 +4,21 @@ Runs at the replay's as-of time (event time): the alerts are registered
 (deadlines run from their detection, so old red alerts are already escalated),
 the red notices go out after the group wait, and the clock is then let run to
 the next daily digest so the yellow ones show too. Nothing leaves the machine:
-the provider is the outbox (``DATA_DIR/outbox.jsonl``).
+the notifier's provider is an outbox (the demo gives ``DATA_DIR/outbox.jsonl``).
 """
 
 from __future__ import annotations
 
 import unicodedata
 from collections.abc import Iterable
-from datetime import tzinfo
-from pathlib import Path
 from typing import Any
 
-from lianwatch.lifecycle.config import load_policies
 from lianwatch.lifecycle.machine import ROLE_ZH
 from lianwatch.lifecycle.notify import Notifier, NotifyReport, outbox_summary
 from lianwatch.lifecycle.providers import OutboxProvider
-from lianwatch.models.clock import DEFAULT_TZ, format_ts
+from lianwatch.models.clock import format_ts
 
-__all__ = ["after_demo", "load_ref", "format_outbox_table"]
-
-
-def load_ref(directory: str | Path, tz: tzinfo = DEFAULT_TZ) -> Any:
-    """Reference data (villages with their contacts, vehicles, projects) of a contract dir."""
-    from lianwatch.replay.files import find_files
-    from lianwatch.replay.run import DeadLetters, load_reference
-
-    ref, _ = load_reference(find_files(directory), DeadLetters(None), tz)
-    return ref
+__all__ = ["after_demo", "format_outbox_table"]
 
 
 def _w(s: str) -> int:
@@ -57,16 +45,12 @@ def format_outbox_table(rows: Iterable[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def after_demo(*, settings: Any, store: Any, data_dir: str | Path, result: Any) -> NotifyReport:
-    data_dir = Path(data_dir)
-    tz = settings.zone
-    ref = load_ref(data_dir / "demo-input", tz)
-    outbox = data_dir / "outbox.jsonl"
-    if outbox.exists():
-        outbox.unlink()
-    lpolicy, policy = load_policies(settings)
-    n = Notifier(store, ref, settings, OutboxProvider(outbox, sign_name=policy.sign_name, tz=tz),
-                 policy=policy, lifecycle_policy=lpolicy)
+def after_demo(n: Notifier, result: Any) -> NotifyReport:
+    """Notify ``result.alerts`` (a replay's) at its as-of time through ``n``, whose
+    provider is an :class:`OutboxProvider`, and print the SMS by role and level."""
+    if not isinstance(n.provider, OutboxProvider):
+        raise TypeError("the demo notifies into an outbox only")
+    tz = n.tz
     as_of = result.as_of
     print()
     print("短信通知（外发箱，未实际发送） SMS notifications (outbox: nothing is sent)")
@@ -77,7 +61,7 @@ def after_demo(*, settings: Any, store: Any, data_dir: str | Path, result: Any) 
     rep.add(n.tick(as_of + n.policy.group_wait_s))
     digest = n._next_slot(as_of + n.policy.group_wait_s, n.policy.digest_at)
     rep.add(n.tick(digest))
-    rows = n.provider.read()  # type: ignore[attr-defined]
+    rows = n.provider.read()
     print(f"  截至 as of {format_ts(as_of, tz)}, 日汇总 digest at {format_ts(digest, tz)}: "
           f"登记 {rep.opened} alerts, 逾期上报 escalated {rep.escalated}, "
           f"短信 {rep.sms} SMS carrying {rep.sent} notices")
@@ -88,5 +72,5 @@ def after_demo(*, settings: Any, store: Any, data_dir: str | Path, result: Any) 
     print(format_outbox_table(rows))
     if rows:
         print(f"  例 e.g. {rows[0]['to']} ({rows[0]['role']}): {rows[0]['text']}")
-    print(f"  outbox: {outbox}")
+    print(f"  outbox: {n.provider.path}")
     return rep

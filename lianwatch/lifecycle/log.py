@@ -22,31 +22,19 @@ from lianwatch.lifecycle.machine import (
     SYSTEM, AlertState, HistoryEvent, LifecycleError, apply_event, due_escalations, fold,
     make_event,
 )
-from lianwatch.models.alert import LEVEL_RANK, Alert
+from lianwatch.models.alert import LEVEL_RANK, Alert, keep_newest
 from lianwatch.models.clock import DEFAULT_TZ, format_ts, parse_ts
+from lianwatch.sinks.schema import ts_ms_sql
+from lianwatch.sinks.sql import in_list, quote_str
 
-__all__ = ["HistoryLog", "Lifecycle", "load_history", "ts_expr", "quote", "resolve_alert_id"]
+__all__ = ["HistoryLog", "Lifecycle", "load_history", "ts_expr", "resolve_alert_id"]
 
 _IN_LIMIT = 2000  # ids per IN (…) list; more → read everything and filter
 
 
-def quote(s: str) -> str:
-    return "'" + s.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
 def ts_expr(store: Any, col: str) -> str:
     """SQL for a timestamp column as epoch milliseconds (DateTime64, or DateTime + _ms)."""
-    try:
-        from lianwatch.sinks.schema import ts_ms_sql
-    except ImportError:  # pragma: no cover - an older schema module
-        if getattr(store.caps, "datetime64", True):
-            return f"toUnixTimestamp64Milli({col})"
-        return f"(toInt64(toUnixTimestamp({col})) * 1000 + {col}_ms)"
     return ts_ms_sql(store.caps, col)
-
-
-def _in_clause(col: str, ids: Sequence[str]) -> str:
-    return f"{col} IN ({', '.join(quote(i) for i in ids)})"
 
 
 class HistoryLog:
@@ -63,7 +51,7 @@ class HistoryLog:
             return {}
         where = ""
         if ids is not None and len(ids) <= _IN_LIMIT:
-            where = " WHERE " + _in_clause("alert_id", ids)
+            where = f" WHERE alert_id IN {in_list(ids)}"
         rows = self.store.query(
             f"SELECT alert_id, seq, {ts_expr(self.store, 'at_time')} AS at_ms, action, state, "
             f"`by`, note, evidence_ref FROM {self.table} FINAL{where} ORDER BY alert_id, seq")
@@ -81,15 +69,15 @@ class HistoryLog:
     def append(self, events: Sequence[HistoryEvent]) -> None:
         if not events:
             return
-        self.store._insert("alert_history", [
+        self.store.insert_dicts("alert_history", [
             {"alert_id": e.alert_id, "seq": e.seq, "at_time": e.at, "action": e.action,
              "state": e.state, "by": e.by, "note": e.note, "evidence_ref": e.evidence_ref}
             for e in events])
 
 
-def load_history(store: Any, alert_id: str, tz: tzinfo | None = None) -> list[dict[str, Any]]:
-    """One alert's history for ``alerts show``: dicts with at/action/state/by/note/…"""
-    tz = tz or _zone()
+def load_history(store: Any, alert_id: str, tz: tzinfo = DEFAULT_TZ) -> list[dict[str, Any]]:
+    """One alert's history for ``alerts show``: dicts with at/action/state/by/note/…
+    (times in ``tz``)."""
     evs = HistoryLog(store).events([alert_id]).get(alert_id, [])
     out = []
     s = AlertState(alert_id=alert_id)
@@ -102,15 +90,6 @@ def load_history(store: Any, alert_id: str, tz: tzinfo | None = None) -> list[di
     return out
 
 
-def _zone() -> tzinfo:
-    try:
-        from lianwatch.settings import Settings
-
-        return Settings().zone
-    except Exception:  # pragma: no cover - unreadable environment
-        return DEFAULT_TZ
-
-
 def resolve_alert_id(store: Any, text: str) -> str:
     """A full alert id from an id or its first characters (the SMS reference code)."""
     text = text.strip().lower()
@@ -118,7 +97,7 @@ def resolve_alert_id(store: Any, text: str) -> str:
         raise LifecycleError(f"alert id {text!r} is too short: give at least 6 characters")
     rows = store.query(
         f"SELECT DISTINCT alert_id FROM {store.db}.alerts "
-        f"WHERE substring(alert_id, 1, {len(text)}) = {quote(text)} LIMIT 3")
+        f"WHERE substring(alert_id, 1, {len(text)}) = {quote_str(text)} LIMIT 3")
     ids = [r["alert_id"] for r in rows]
     if not ids:
         raise LifecycleError(f"no alert {text!r} in the store")
@@ -170,7 +149,8 @@ class Lifecycle:
         The event's time is the alert's ``detected_at`` (not later than ``now``), so
         deadlines run from detection, in event time during a replay.
         """
-        latest = _latest(alerts)
+        latest: dict[str, Alert] = {}
+        keep_newest(latest, alerts)
         if states is None:
             states = self.states(latest)
         events = []
@@ -205,16 +185,6 @@ class Lifecycle:
                 events.extend(due)
         self.log.append(events)
         return events
-
-
-def _latest(alerts: Iterable[Alert]) -> dict[str, Alert]:
-    out: dict[str, Alert] = {}
-    for a in alerts:
-        cur = out.get(a.alert_id)
-        if cur is None or (a.version, LEVEL_RANK.get(a.level, 0)) >= (
-                cur.version, LEVEL_RANK.get(cur.level, 0)):
-            out[a.alert_id] = a
-    return out
 
 
 def _detected(a: Alert, now: float) -> float:

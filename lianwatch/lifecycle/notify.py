@@ -2,7 +2,7 @@
 
 Use::
 
-    n = Notifier(store, ref, settings, provider)   # provider default: the configured one
+    n = Notifier(store, ref, provider, policy=…, tz=…, lang=…)   # the commands build it
     n.on_alerts(alerts, now)    # alerts as the detectors emit them (any number of times)
     n.tick(now)                 # escalations, repeats, digests, retries (every minute or so)
 
@@ -62,16 +62,18 @@ from datetime import date, datetime, timedelta, tzinfo
 from datetime import time as dtime
 from typing import Any
 
-from lianwatch.lifecycle.config import LifecyclePolicy, NotifyPolicy, NotifySettings, load_policies
-from lianwatch.lifecycle.log import Lifecycle, _latest, quote, ts_expr
+from lianwatch.errors import ProviderError
+from lianwatch.lifecycle.config import LifecyclePolicy, NotifyPolicy
+from lianwatch.lifecycle.log import Lifecycle, ts_expr
 from lianwatch.lifecycle.machine import AlertState, roles_for
-from lianwatch.lifecycle.providers import Message, SendResult, SmsProvider, make_provider
+from lianwatch.lifecycle.providers import Message, SendResult, SmsProvider
 from lianwatch.lifecycle.routing import Recipient, Router
 from lianwatch.lifecycle.texts import (
     LEVEL_WORD, ROLE_SHORT, PhoneHasher, mask_numbers, notes, render, rule_name, sms_segments,
 )
-from lianwatch.models.alert import Alert
+from lianwatch.models.alert import Alert, keep_newest
 from lianwatch.models.clock import DEFAULT_TZ, parse_ts
+from lianwatch.sinks.sql import in_list
 
 __all__ = ["Notifier", "NotifyReport", "OPEN_STATUSES"]
 
@@ -133,29 +135,29 @@ def _epoch(now: float | datetime | str) -> float:
 
 
 class Notifier:
-    def __init__(self, store: Any, ref: Any = None, settings: Any = None,
-                 provider: SmsProvider | None = None, *, policy: NotifyPolicy | None = None,
-                 lifecycle_policy: LifecyclePolicy | None = None,
-                 notify_settings: NotifySettings | None = None,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
-        if settings is None:
-            from lianwatch.settings import Settings
+    """Notices for the alerts of ``store`` through ``provider``.
 
-            settings = Settings()
-        ns = notify_settings or NotifySettings()
-        if policy is None or lifecycle_policy is None:
-            lp, np_ = load_policies(settings, ns)
-            policy = policy or np_
-            lifecycle_policy = lifecycle_policy or lp
+    ``ref``: the reference data with the contacts (villages, vehicles' units);
+    ``policy`` / ``lifecycle_policy``: who is told what when, and the deadlines
+    (defaults: :class:`NotifyPolicy`, :class:`LifecyclePolicy`); ``tz``: the zone of
+    quiet hours and digests; ``lang``: the SMS language unless the policy names one;
+    ``phone_hash_key``: the key of the numbers' hash in the ``notifications`` table;
+    ``sleep``: the backoff between tries (tests pass a recorder).
+    """
+
+    def __init__(self, store: Any, ref: Any, provider: SmsProvider, *,
+                 policy: NotifyPolicy | None = None,
+                 lifecycle_policy: LifecyclePolicy | None = None, tz: tzinfo = DEFAULT_TZ,
+                 lang: str = "zh", phone_hash_key: str = "",
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        policy = policy or NotifyPolicy()
         self.store = store
-        self.settings = settings
         self.policy = policy
-        self.tz: tzinfo = getattr(settings, "zone", DEFAULT_TZ)
-        self.lang = policy.lang or getattr(settings, "lang", "zh")
-        self.provider = provider or make_provider(
-            ns, getattr(settings, "data_dir", "."), sign_name=policy.sign_name, tz=self.tz)
+        self.tz: tzinfo = tz
+        self.lang = policy.lang or lang
+        self.provider = provider
         self.lifecycle = Lifecycle(store, lifecycle_policy)
-        self.hasher = PhoneHasher(ns.phone_hash_key.get_secret_value())
+        self.hasher = PhoneHasher(phone_hash_key)
         self.router = Router(ref, policy, self.hasher)
         self.sleep = sleep
         self.table = f"{store.db}.notifications"
@@ -173,7 +175,8 @@ class Notifier:
     def on_alerts(self, alerts: Iterable[Alert], now: float | datetime | str) -> NotifyReport:
         """Register alerts (new, raised, re-delivered) and send what is due."""
         now = _epoch(now)
-        latest = _latest(alerts)
+        latest: dict[str, Alert] = {}
+        keep_newest(latest, alerts)
         self._alerts.update(latest)
         rep = NotifyReport()
         if not latest:
@@ -487,7 +490,7 @@ class Notifier:
         for i in range(n):
             try:
                 res = self.provider.send(msg)
-            except Exception as exc:  # network, throttling, SDK errors: retried
+            except ProviderError as exc:  # network, throttling, refused requests: retried
                 res = SendResult(False, error=mask_numbers(f"{type(exc).__name__}: {exc}")[:500])
             out.append(res)
             if res.ok:
@@ -503,7 +506,7 @@ class Notifier:
         if not items:
             return
         pname = self.provider.name
-        self.store._insert("notifications", [
+        self.store.insert_dicts("notifications", [
             {"notification_id": f"{r.notification_id}/{attempt}", "attempt": attempt,
              "at_time": at,
              "alert_id": r.alert_id, "phone_masked": r.phone_masked, "phone_hash": r.phone_hash,
@@ -525,8 +528,8 @@ class Notifier:
     def _existing_ids(self, alert_ids: list[str]) -> set[str]:
         if not alert_ids:
             return set()
-        where = (" WHERE alert_id IN (" + ", ".join(quote(i) for i in alert_ids) + ")"
-                 if len(alert_ids) <= _IN_LIMIT else "")
+        where = (f" WHERE alert_id IN {in_list(alert_ids)}" if len(alert_ids) <= _IN_LIMIT
+                 else "")
         rows = self.store.query(f"SELECT DISTINCT {_NOTICE} AS nid FROM {self.table}{where}")
         return {r["nid"] for r in rows}
 
@@ -551,22 +554,7 @@ class Notifier:
         return {r["phone_hash"]: int(r["n"]) for r in rows}
 
     def _load_alerts(self, ids: Iterable[str]) -> dict[str, Alert]:
-        ids = sorted(set(ids))
-        out: dict[str, Alert] = {}
-        if not ids:
-            return out
-        from lianwatch.sinks.store import _row_alert
-
-        for i in range(0, len(ids), _IN_LIMIT):
-            chunk = ids[i:i + _IN_LIMIT]
-            rows = self.store.query(
-                f"SELECT alert_id, version, rule, level, subject_type, subject_id, unit_id, "
-                f"village_id, event_ts, detected_at, title, title_en, evidence, source_event_ids "
-                f"FROM {self.store.current_alerts_sql()} WHERE alert_id IN "
-                f"({', '.join(quote(x) for x in chunk)})")
-            for r in rows:
-                a = _row_alert(r)
-                out[a.alert_id] = a
+        out = self.store.current_alerts(ids)
         self._alerts.update(out)
         return out
 

@@ -1,34 +1,146 @@
 """SMS providers: the outbox (embedded default), Aliyun SMS and Tencent Cloud SMS.
 
-A provider sends one :class:`Message` and answers a :class:`SendResult`, or
-raises (a network error, a throttle): the notifier retries with backoff and
-records every attempt, so a failed send is never lost. The SDKs are imported
-only when their provider is used (``pip install 'lianwatch[sms]'``).
+A provider sends one :class:`Message` and answers a :class:`SendResult` (the
+carrier took it, or refused it with a reason), or raises :class:`ProviderError`
+(the carrier cannot be reached, throttles, or rejects the request): the notifier
+retries with backoff and records every attempt, so a failed send is never lost.
+The SDKs are imported only when their provider is used (``pip install
+'lianwatch[sms]'``).
+
+What an SDK raises never leaves this module: :func:`provider_errors` is the one
+boundary (Aliyun's ``TeaException`` tree, Tencent's ``TencentCloudSDKException``,
+``requests`` and socket errors → :class:`ProviderError` with the carrier's code).
 
 Both carriers send registered templates: the message carries the template
 (``alert`` or ``digest``, see :mod:`lianwatch.lifecycle.texts`) and its
-variables; the template codes come from the environment.
+variables; the template codes come with the provider's config
+(:class:`AliyunSmsConfig`, :class:`TencentSmsConfig`), which the commands fill
+from the environment.
 """
 
 from __future__ import annotations
 
-from lianwatch.errors import ProviderError  # noqa: F401 (re-exported)
-
 import json
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import tzinfo
 from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
+from pydantic import BaseModel, SecretStr
 
-from lianwatch.lifecycle.config import AliyunSmsSettings, NotifySettings, TencentSmsSettings
+from lianwatch.errors import ProviderError
 from lianwatch.lifecycle.texts import PARAM_ORDER, mask_numbers, normalize_phone
 from lianwatch.models.clock import DEFAULT_TZ, format_ts
 
 __all__ = ["Message", "SendResult", "SmsProvider", "ProviderError", "OutboxProvider",
-           "AliyunSmsProvider", "TencentSmsProvider", "make_provider"]
+           "AliyunSmsProvider", "TencentSmsProvider", "AliyunSmsConfig", "TencentSmsConfig",
+           "make_provider", "provider_errors", "ALIYUN_ENV_PREFIX", "TENCENT_ENV_PREFIX"]
+
+#: the environment variables the commands fill the configs from (named in "not configured")
+ALIYUN_ENV_PREFIX = "LIANWATCH_ALIYUN_SMS_"
+TENCENT_ENV_PREFIX = "LIANWATCH_TENCENT_SMS_"
+
+
+class AliyunSmsConfig(BaseModel):
+    """Aliyun SMS (dysmsapi 2017-05-25)."""
+
+    access_key_id: SecretStr = SecretStr("")
+    access_key_secret: SecretStr = SecretStr("")
+    sign_name: str = ""
+    #: template codes (SMS_…), registered with the texts of lianwatch.lifecycle.texts
+    template_alert: str = ""
+    template_digest: str = ""
+    endpoint: str = "dysmsapi.aliyuncs.com"
+    region_id: str = "cn-hangzhou"
+    connect_timeout_ms: int = 5000
+    read_timeout_ms: int = 10000
+    #: longest template variable value the carrier accepts
+    param_max_len: int = 35
+
+
+class TencentSmsConfig(BaseModel):
+    """Tencent Cloud SMS (2021-01-11)."""
+
+    secret_id: SecretStr = SecretStr("")
+    secret_key: SecretStr = SecretStr("")
+    sdk_app_id: str = ""
+    sign_name: str = ""
+    template_alert: str = ""
+    template_digest: str = ""
+    region: str = "ap-guangzhou"
+    endpoint: str = "sms.tencentcloudapi.com"
+    timeout_s: int = 10
+    param_max_len: int = 35
+
+
+def _sdk_exceptions() -> list[tuple[type[BaseException], str]]:
+    """(exception class, attribute holding the carrier's code) of the installed SDKs,
+    most specific first; imported only when an error is being mapped."""
+    out: list[tuple[type[BaseException], str]] = []
+    try:
+        from tencentcloud.common.exception.tencent_cloud_sdk_exception import (
+            TencentCloudSDKException,
+        )
+        out.append((TencentCloudSDKException, "code"))
+    except ImportError:
+        pass
+    try:
+        from Tea.exceptions import TeaException  # Aliyun: darabonba's tree derives from it
+        out.append((TeaException, "code"))
+    except ImportError:
+        pass
+    try:
+        from requests import RequestException  # the SDKs' HTTP transport
+        out.append((RequestException, ""))
+    except ImportError:  # pragma: no cover - both SDKs depend on requests
+        pass
+    out.append((OSError, ""))  # sockets, and the outbox's file
+    return out
+
+
+def _sdk_error(exc: BaseException, provider: str) -> ProviderError | None:
+    """The ProviderError for what a carrier's SDK (or its transport) raised; None: not theirs."""
+    for cls, code_attr in _sdk_exceptions():
+        if isinstance(exc, cls):
+            code = getattr(exc, code_attr, None) if code_attr else None
+            text = getattr(exc, "message", None) or str(exc)
+            code = str(code) if code not in (None, "") else None
+            msg = f"{provider} {code or type(exc).__name__}: {text}"
+            return ProviderError(mask_numbers(msg)[:500], code=code)
+    return None
+
+
+@contextmanager
+def provider_errors(provider: str) -> Iterator[None]:
+    """The SMS boundary: what an SDK or its transport raises becomes a :class:`ProviderError`.
+
+    ===================================================  ===============================
+    raised                                               ProviderError ``code``
+    ===================================================  ===============================
+    Tencent ``TencentCloudSDKException``                 its code (``AuthFailure…``,
+    (refusals, ``ClientNetworkError``, …)                ``ClientNetworkError``)
+    Aliyun ``Tea.exceptions.TeaException`` and its       its code (``Throttling``,
+    darabonba subclasses (``ServerException``,           ``ServiceUnavailable``…), or
+    ``UnretryableException``: no connection)             None
+    ``requests.RequestException``, ``OSError``           None
+    ===================================================  ===============================
+
+    Phone numbers in the carrier's text are masked. Anything else is a bug and goes
+    up as it is.
+    """
+    try:
+        yield
+    except ProviderError:
+        raise
+    except Exception as exc:
+        err = _sdk_error(exc, provider)
+        if err is None:
+            raise
+        raise err from exc
 
 
 @dataclass(frozen=True)
@@ -79,7 +191,7 @@ class OutboxProvider:
                "template": msg.template, "params": msg.params,
                "text": f"【{self.sign_name}】{msg.text}"}
         rec.pop("phone", None)
-        with self._lock:
+        with provider_errors(self.name), self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "ab") as f:
                 f.write(orjson.dumps(rec, option=orjson.OPT_APPEND_NEWLINE))
@@ -103,17 +215,17 @@ class AliyunSmsProvider:
 
     name = "aliyun"
 
-    def __init__(self, cfg: AliyunSmsSettings | None = None) -> None:
-        self.cfg = cfg or AliyunSmsSettings()
+    def __init__(self, cfg: AliyunSmsConfig) -> None:
+        self.cfg = cfg
         self.sign_name = self.cfg.sign_name
         self.param_max_len = self.cfg.param_max_len
         missing = [n for n, v in (
-            ("LIANWATCH_ALIYUN_SMS_ACCESS_KEY_ID", self.cfg.access_key_id.get_secret_value()),
-            ("LIANWATCH_ALIYUN_SMS_ACCESS_KEY_SECRET",
+            (ALIYUN_ENV_PREFIX + "ACCESS_KEY_ID", self.cfg.access_key_id.get_secret_value()),
+            (ALIYUN_ENV_PREFIX + "ACCESS_KEY_SECRET",
              self.cfg.access_key_secret.get_secret_value()),
-            ("LIANWATCH_ALIYUN_SMS_SIGN_NAME", self.cfg.sign_name),
-            ("LIANWATCH_ALIYUN_SMS_TEMPLATE_ALERT", self.cfg.template_alert),
-            ("LIANWATCH_ALIYUN_SMS_TEMPLATE_DIGEST", self.cfg.template_digest)) if not v]
+            (ALIYUN_ENV_PREFIX + "SIGN_NAME", self.cfg.sign_name),
+            (ALIYUN_ENV_PREFIX + "TEMPLATE_ALERT", self.cfg.template_alert),
+            (ALIYUN_ENV_PREFIX + "TEMPLATE_DIGEST", self.cfg.template_digest)) if not v]
         if missing:
             raise ProviderError(f"Aliyun SMS is not configured: set {', '.join(missing)}")
         try:
@@ -143,7 +255,8 @@ class AliyunSmsProvider:
             template_param=_params_json(msg.params), out_id=msg.ref)
 
     def send(self, msg: Message) -> SendResult:
-        resp = self.client.send_sms(self.request(msg))
+        with provider_errors(self.name):
+            resp = self.client.send_sms(self.request(msg))
         body = resp.body
         if body is not None and body.code == "OK":
             return SendResult(True, provider_id=body.biz_id or "")
@@ -169,17 +282,17 @@ class TencentSmsProvider:
 
     name = "tencent"
 
-    def __init__(self, cfg: TencentSmsSettings | None = None) -> None:
-        self.cfg = cfg or TencentSmsSettings()
+    def __init__(self, cfg: TencentSmsConfig) -> None:
+        self.cfg = cfg
         self.sign_name = self.cfg.sign_name
         self.param_max_len = self.cfg.param_max_len
         missing = [n for n, v in (
-            ("LIANWATCH_TENCENT_SMS_SECRET_ID", self.cfg.secret_id.get_secret_value()),
-            ("LIANWATCH_TENCENT_SMS_SECRET_KEY", self.cfg.secret_key.get_secret_value()),
-            ("LIANWATCH_TENCENT_SMS_SDK_APP_ID", self.cfg.sdk_app_id),
-            ("LIANWATCH_TENCENT_SMS_SIGN_NAME", self.cfg.sign_name),
-            ("LIANWATCH_TENCENT_SMS_TEMPLATE_ALERT", self.cfg.template_alert),
-            ("LIANWATCH_TENCENT_SMS_TEMPLATE_DIGEST", self.cfg.template_digest)) if not v]
+            (TENCENT_ENV_PREFIX + "SECRET_ID", self.cfg.secret_id.get_secret_value()),
+            (TENCENT_ENV_PREFIX + "SECRET_KEY", self.cfg.secret_key.get_secret_value()),
+            (TENCENT_ENV_PREFIX + "SDK_APP_ID", self.cfg.sdk_app_id),
+            (TENCENT_ENV_PREFIX + "SIGN_NAME", self.cfg.sign_name),
+            (TENCENT_ENV_PREFIX + "TEMPLATE_ALERT", self.cfg.template_alert),
+            (TENCENT_ENV_PREFIX + "TEMPLATE_DIGEST", self.cfg.template_digest)) if not v]
         if missing:
             raise ProviderError(f"Tencent Cloud SMS is not configured: set {', '.join(missing)}")
         try:
@@ -210,7 +323,8 @@ class TencentSmsProvider:
         return req
 
     def send(self, msg: Message) -> SendResult:
-        resp = self.client.SendSms(self.request(msg))
+        with provider_errors(self.name):
+            resp = self.client.SendSms(self.request(msg))
         st = (resp.SendStatusSet or [None])[0]
         if st is not None and st.Code == "Ok":
             return SendResult(True, provider_id=st.SerialNo or "")
@@ -219,12 +333,20 @@ class TencentSmsProvider:
         return SendResult(False, error=mask_numbers(f"tencent {code}: {text}"))
 
 
-def make_provider(notify_settings: NotifySettings | None = None, data_dir: str | Path = ".",
+def make_provider(kind: str = "outbox", *, outbox: str | Path | None = None,
+                  aliyun: AliyunSmsConfig | None = None, tencent: TencentSmsConfig | None = None,
                   sign_name: str = "廉情监督", tz: tzinfo = DEFAULT_TZ) -> SmsProvider:
-    """The configured provider (``LIANWATCH_NOTIFY_PROVIDER``, default the outbox)."""
-    ns = notify_settings or NotifySettings()
-    if ns.provider == "aliyun":
-        return AliyunSmsProvider()
-    if ns.provider == "tencent":
-        return TencentSmsProvider()
-    return OutboxProvider(ns.outbox or Path(data_dir) / "outbox.jsonl", sign_name=sign_name, tz=tz)
+    """The provider ``kind`` (``outbox``, ``aliyun``, ``tencent``) from its config.
+
+    ``outbox``: the JSONL file (required for the outbox). A carrier without its config
+    is not configured (ProviderError naming what to set).
+    """
+    if kind == "aliyun":
+        return AliyunSmsProvider(aliyun or AliyunSmsConfig())
+    if kind == "tencent":
+        return TencentSmsProvider(tencent or TencentSmsConfig())
+    if kind != "outbox":
+        raise ProviderError(f"unknown SMS provider {kind!r} (outbox, aliyun or tencent)")
+    if outbox is None:
+        raise ProviderError("the outbox provider needs the path of its JSONL file")
+    return OutboxProvider(outbox, sign_name=sign_name, tz=tz)

@@ -1,4 +1,4 @@
-"""``alerts`` actions of the lifecycle (imported by :mod:`lianwatch.commands.alerts`)::
+"""``alerts`` actions of the lifecycle (:data:`ACTIONS`, added by :mod:`lianwatch.commands.alerts`)::
 
     lianwatch alerts rectify ID --note "已退回油款并通报" [--by 张三] [--evidence DOC]
     lianwatch alerts verify  ID [--note …] [--by …] [--evidence DOC]
@@ -17,18 +17,19 @@ import argparse
 import getpass
 import os
 import time
+from collections.abc import Callable
 
-from lianwatch.cli import CommandError
-from lianwatch.commands.alerts import register_action
-from lianwatch.lifecycle.machine import ACTION_ZH, STATE_ZH, LifecycleError
+from lianwatch.commands import wiring
+from lianwatch.errors import CommandError
+from lianwatch.lifecycle.machine import ACTION_ZH, STATE_ZH
 
-__all__: list[str] = []
+__all__ = ["ACTIONS"]
 
 
 def _who() -> str:
     try:
         return os.environ.get("LIANWATCH_USER") or getpass.getuser()
-    except Exception:  # pragma: no cover - no login name
+    except (OSError, KeyError):  # pragma: no cover - no login name
         return "unknown"
 
 
@@ -65,30 +66,21 @@ def _add_reopen(p: argparse.ArgumentParser) -> None:
 
 
 def _run_action(action: str, args: argparse.Namespace) -> int:
-    from lianwatch.commands.alerts import _store
-    from lianwatch.lifecycle.config import PolicyError, load_policies
     from lianwatch.lifecycle.log import Lifecycle, resolve_alert_id
-    from lianwatch.settings import Settings
 
-    settings = Settings()
-    try:
-        lpolicy, _ = load_policies(settings)
-    except PolicyError as exc:
-        raise CommandError(str(exc)) from None
-    store = _store()
+    settings = wiring.settings()
+    lpolicy, _ = wiring.configured_policies(settings)
+    store = wiring.open_configured_store(settings)
     note = getattr(args, "reason", None) or getattr(args, "note", "") or ""
-    try:
-        aid = resolve_alert_id(store, args.alert_id)
-        lc = Lifecycle(store, lpolicy)
-        before = lc.state(aid)
-        if before.state is None:  # never seen by the notifier: register it first
-            a = store.get_alert(aid)
-            if a is not None:
-                lc.observe([a], time.time())
-        e, after = lc.act(aid, action, at=time.time(), by=args.by or _who(), note=note,
-                          evidence_ref=getattr(args, "evidence", "") or "")
-    except LifecycleError as exc:
-        raise CommandError(str(exc)) from None
+    aid = resolve_alert_id(store, args.alert_id)
+    lc = Lifecycle(store, lpolicy)
+    before = lc.state(aid)
+    if before.state is None:  # never seen by the notifier: register it first
+        a = store.get_alert(aid)
+        if a is not None:
+            lc.observe([a], time.time())
+    e, after = lc.act(aid, action, at=time.time(), by=args.by or _who(), note=note,
+                      evidence_ref=getattr(args, "evidence", "") or "")
     prev = after.history[-2].state if len(after.history) > 1 else None
     print(f"{ACTION_ZH[action]} {action}  {aid}  {STATE_ZH.get(prev, prev)} {prev} → "
           f"{STATE_ZH[after.state]} {after.state}  (by {e.by}, #{e.seq})")
@@ -106,28 +98,19 @@ def _add_tick(p: argparse.ArgumentParser) -> None:
 def _run_tick(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from lianwatch.commands.alerts import _store
-    from lianwatch.lifecycle.demo import load_ref
-    from lianwatch.lifecycle.notify import Notifier
     from lianwatch.models.clock import format_ts, parse_ts
-    from lianwatch.settings import Settings
 
-    settings = Settings()
+    settings = wiring.settings()
     inp = Path(args.input) if args.input else Path(settings.data_dir) / "demo-input"
     if args.input and not inp.is_dir():
         raise CommandError(f"input directory not found: {inp}")
-    ref = load_ref(inp, settings.zone) if inp.is_dir() else None
+    ref = wiring.load_reference_dir(inp, settings.zone) if inp.is_dir() else None
     try:
         now = parse_ts(args.now, settings.zone) if args.now else time.time()
     except ValueError as exc:
         raise CommandError(f"--now: {exc}") from None
-    try:
-        n = Notifier(_store(), ref, settings)
-        rep = n.tick(now)
-    except Exception as exc:
-        if isinstance(exc, CommandError):
-            raise
-        raise CommandError(f"notifier: {exc}") from exc
+    n = wiring.make_notifier(wiring.open_configured_store(settings), ref, settings)
+    rep = n.tick(now)
     print(f"巡检 tick at {format_ts(now, settings.zone)} via {n.provider.name}: "
           f"escalated {rep.escalated}, planned {rep.planned}, SMS sent {rep.sms} "
           f"({rep.sent} notices), held {rep.held}, failed {rep.failed}, "
@@ -135,11 +118,15 @@ def _run_tick(args: argparse.Namespace) -> int:
     return 0
 
 
-for _name, _add, _help in (
-        ("rectify", _add_rectify, "报告整改 report a rectification (open → rectifying)"),
-        ("verify", _add_verify, "核实办结 verify a rectification (rectifying → closed)"),
-        ("dismiss", _add_dismiss, "核销 dismiss a false positive, with the reason"),
-        ("reopen", _add_reopen, "重新打开 reopen a closed, dismissed or rectifying alert")):
-    register_action(_name, _add, (lambda a, _n=_name: _run_action(_n, a)), _help)
-register_action("tick", _add_tick, _run_tick,
-                "巡检 run the notifier once: escalations, repeats, digests, retries")
+def _act(name: str) -> Callable[[argparse.Namespace], int]:
+    return lambda args: _run_action(name, args)
+
+
+#: action → (add its arguments, run it, help): the ``alerts`` sub-commands of the lifecycle
+ACTIONS: dict[str, tuple[Callable, Callable[[argparse.Namespace], int], str]] = {
+    "rectify": (_add_rectify, _act("rectify"), "报告整改 report a rectification (open → rectifying)"),
+    "verify": (_add_verify, _act("verify"), "核实办结 verify a rectification (rectifying → closed)"),
+    "dismiss": (_add_dismiss, _act("dismiss"), "核销 dismiss a false positive, with the reason"),
+    "reopen": (_add_reopen, _act("reopen"), "重新打开 reopen a closed, dismissed or rectifying alert"),
+    "tick": (_add_tick, _run_tick, "巡检 run the notifier once: escalations, repeats, digests, retries"),
+}

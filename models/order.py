@@ -1,4 +1,9 @@
-"""Event-time ordering of inputs larger than memory: a bucketed distribution sort.
+"""The contract's event order, and event-time ordering of inputs larger than memory.
+
+:data:`sort_key` is the one order every consumer of the contract's events uses
+(replay, what-if, incident reconstruction, the producer): event time, then
+stream, then the record's id. :class:`ExternalSorter` puts any number of events
+in that order in bounded memory, a bucketed distribution sort.
 
 Events are validated dicts of JSON scalars. Input that fits in
 ``max_in_memory`` events is sorted in memory and never touches the disk.
