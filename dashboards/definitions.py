@@ -234,7 +234,7 @@ V_RULE = Var("rule", T("规则", "Rule"), kind="custom",
 V_LEVEL = Var("level", T("级别", "Level"), kind="custom",
               options=(("red", T("红色", "Red")), ("yellow", T("黄色", "Yellow"))))
 V_ALERT = Var("alert_id", T("预警", "Alert"), multi=False, include_all=False, sql=(
-    "SELECT alert_id, concat(formatDateTime(event_time, '%Y-%m-%d %H:%i'), ' ', rule, ' ', subject_id) "
+    "SELECT alert_id, concat(substring(toString(event_time), 1, 16), ' ', rule, ' ', subject_id) "
     "FROM __DB__.alerts FINAL WHERE $__timeFilter(event_time) OR $__timeFilter(detected_time) "
     "ORDER BY event_time DESC LIMIT 500"))
 

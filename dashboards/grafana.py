@@ -1,4 +1,4 @@
-"""Panel definitions → Grafana dashboard JSON (Grafana 11, schemaVersion 39), and
+"""Panel definitions → Grafana dashboard JSON (Grafana 12, ``schemaVersion`` 42), and
 the structural checks every built dashboard must pass.
 
 Languages: each dashboard is built twice, Chinese (uid ``lw-overview``, the
@@ -9,8 +9,23 @@ and value mappings differ (``title`` vs ``title_en`` columns are hidden by
 language).
 
 Queries use the ClickHouse data source provisioned with uid
-:data:`DATASOURCE_UID` (``grafana-clickhouse-datasource``, plugin 4.x: raw SQL
-editor, ``format`` 0 = time series, 1 = table).
+:data:`DATASOURCE_UID` (``grafana-clickhouse-datasource`` 4.20.0: raw SQL
+editor, ``format`` 0 = time series, 1 = table). Where the version fields come from:
+
+* ``pluginVersion`` "4.20.0": the plugin release the macros follow
+  (:data:`.plugin_macros.PLUGIN_VERSION`; tag ``v4.20.0``, ``package.json`` "version").
+* ``queryType`` "timeseries" / "table": the plugin's ``QueryType`` enum
+  (``src/types/queryBuilder.ts``: ``TimeSeries = 'timeseries'``, ``Table = 'table'``).
+* ``schemaVersion`` 42: "Latest Version: 42 … Schema version 42 is the final version
+  for the v1 dashboard API" (grafana/grafana
+  ``apps/dashboard/pkg/migration/schemaversion/README.md``); the migrations 40–42
+  (string ``refresh``, no ``timepicker.time_options``, ``hideFrom.tooltip``) find
+  nothing to change in what is built here. 4.20.0 needs Grafana 11.6 or later
+  (its ``docs/sources/_index.md``).
+
+Variable queries are written like panel SQL (``__DB__``, macros, other variables)
+and rendered the same way; a variable whose query uses the time range is
+refreshed when the range changes (``refresh`` 2), the others on load (1).
 """
 
 from __future__ import annotations
@@ -22,7 +37,8 @@ from typing import Any
 
 from .labels import MAPPINGS
 from .macros import ALL, variables_used
-from .model import Column, Dashboard, Panel, T, Var, layout
+from .model import DB_TOKEN, Column, Dashboard, Panel, T, Var, layout
+from .plugin_macros import PLUGIN_VERSION
 from .run import sql_for
 
 __all__ = ["DATASOURCE_TYPE", "DATASOURCE_UID", "PLUGIN_VERSION", "build_dashboard", "build_all",
@@ -30,8 +46,7 @@ __all__ = ["DATASOURCE_TYPE", "DATASOURCE_UID", "PLUGIN_VERSION", "build_dashboa
 
 DATASOURCE_TYPE = "grafana-clickhouse-datasource"
 DATASOURCE_UID = "lianwatch-clickhouse"
-PLUGIN_VERSION = "4.0.0"
-SCHEMA_VERSION = 39
+SCHEMA_VERSION = 42
 LANGS = ("zh", "en")
 FOLDER_UID = "lianwatch"
 FOLDER_TITLE = "小微权力监督 lianwatch"
@@ -80,7 +95,7 @@ def _link(kind: str, lang: str, uids: dict[str, str]) -> dict[str, Any]:
 
 def _target(ref: str, sql: str, timeseries: bool, database: str) -> dict[str, Any]:
     return {"refId": ref, "datasource": _ds(), "editorType": "sql",
-            "queryType": "timeSeries" if timeseries else "table", "format": 0 if timeseries else 1,
+            "queryType": "timeseries" if timeseries else "table", "format": 0 if timeseries else 1,
             "rawSql": sql_for(sql, database), "pluginVersion": PLUGIN_VERSION}
 
 
@@ -220,7 +235,11 @@ def _esc(s: str) -> str:
     return s.replace(",", "\\,")
 
 
-def _variable(v: Var, lang: str) -> dict[str, Any]:
+def _uses_time(sql: str) -> bool:
+    return bool(re.search(r"\$__(time|from|to|date|dt\b|interval)|\$\{?__(from|to)\b", sql))
+
+
+def _variable(v: Var, lang: str, database: str) -> dict[str, Any]:
     base: dict[str, Any] = {"name": v.name, "label": v.label(lang), "hide": 2 if v.hide else 0,
                             "skipUrlSync": False, "multi": v.multi, "includeAll": v.include_all}
     if v.include_all:
@@ -236,7 +255,9 @@ def _variable(v: Var, lang: str) -> dict[str, Any]:
     elif v.kind == "textbox":
         base.update(type="textbox", query="", current=cur or {"text": "", "value": ""})
     else:
-        base.update(type="query", datasource=_ds(), query=v.sql, definition=v.sql, refresh=1,
+        sql = sql_for(v.sql, database)
+        base.update(type="query", datasource=_ds(), query=sql, definition=sql,
+                    refresh=2 if _uses_time(sql) else 1,
                     regex="", sort=0, options=[], current=cur, allowCustomValue=True)
     return base
 
@@ -281,7 +302,7 @@ def build_dashboard(d: Dashboard, lang: str = "zh", *, all_dashboards: Iterable[
             "hide": True, "iconColor": "rgba(0, 211, 255, 1)", "name": "Annotations & Alerts",
             "type": "dashboard"}]},
         "links": links,
-        "templating": {"list": [_variable(v, lang) for v in d.variables]},
+        "templating": {"list": [_variable(v, lang, database) for v in d.variables]},
         "panels": [_panel(p, pos[p.key], i + 1, lang, uids, database) for i, p in enumerate(d.panels)],
     }
 
@@ -316,7 +337,7 @@ def _walk_strings(obj: Any):
 
 def check_dashboards(dashboards: list[dict[str, Any]],
                      datasources: Iterable[dict[str, Any]]) -> list[str]:
-    """Problems in built dashboard JSON (empty when all is well): unique uids,
+    """Problems in built dashboard JSON (empty when all is well): no ``__DB__`` left, unique uids,
     grid positions within 24 columns and non-overlapping, every data source
     reference resolvable, every variable used defined (before use, for
     variables), every drill-down link to a known dashboard."""
@@ -328,6 +349,8 @@ def check_dashboards(dashboards: list[dict[str, Any]],
     uid_set = set(uids)
     for d in dashboards:
         uid = d.get("uid", "?")
+        if any(DB_TOKEN in x for x in _walk_strings(d)):
+            errs.append(f"{uid}: the {DB_TOKEN} placeholder is left in the JSON")
         if not isinstance(uid, str) or not _UID_RE.match(uid):
             errs.append(f"{uid}: bad uid")
         if not d.get("title"):
