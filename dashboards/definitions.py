@@ -53,7 +53,8 @@ _ALERTS = """(
                  a.subject_type = 'project' AND a.project_name != '', a.project_name,
                  a.subject_type = 'village' AND v.village_name != '', v.village_name,
                  a.subject_id) AS subject_name,
-         if(s.state != '', s.state, 'open') AS state, s.escalations AS escalations,
+         if(s.state != '', s.state, 'open') AS state, s.state_time AS state_time,
+         s.escalations AS escalations,
          addDays(toDateTime(if(toUnixTimestamp(s.clock_from) > 0, s.clock_from, a.detected_time)),
                  if(a.level = 'red', <<RED_DAYS>>, <<YELLOW_DAYS>>)) AS due_time
   FROM (
@@ -91,9 +92,11 @@ def _all(column: str, var: str) -> str:
     return f"$__conditionalAll({column} IN (${{{var}:singlequote}}), ${var})"
 
 
-OVERVIEW_WHERE = " AND ".join([
-    IN_RANGE, _all("v.town", "town"), _all("a.vkey", "village"),
+#: the Overview's filters (town, village, unit, rule, level), whatever the time
+OVERVIEW_FILTERS = " AND ".join([
+    _all("v.town", "town"), _all("a.vkey", "village"),
     _all("a.unit_id", "unit"), _all("a.rule", "rule"), _all("a.level", "level")])
+OVERVIEW_WHERE = f"{IN_RANGE} AND {OVERVIEW_FILTERS}"
 VEHICLE_WHERE = " AND ".join([
     IN_RANGE, "a.subject_type = 'vehicle'", _all("a.unit_id", "unit"),
     _all("a.subject_id", "vehicle")])
@@ -262,6 +265,9 @@ def _red_yellow_series() -> tuple[Series, Series]:
 
 # ================================================================= Overview
 A = alerts(OVERVIEW_WHERE)
+#: every alert the filters select, whenever it happened: what is open *now* is counted here
+#: (an overdue start dated before the period is still open), the period governs the rest
+A_NOW = alerts(OVERVIEW_FILTERS)
 
 OVERVIEW = Dashboard(
     key="overview", uid="lw-overview",
@@ -270,25 +276,28 @@ OVERVIEW = Dashboard(
                   "Open red/yellow alerts, trend, where and by whom, newest red alerts, rectification"),
     variables=[V_TOWN, V_VILLAGE, V_UNIT, V_RULE, V_LEVEL],
     panels=[
-        Panel("open_red", T("红色预警（待处置）", "Red (open)"), "stat",
-              f"SELECT count() AS open_red FROM {A} WHERE level = 'red' AND state = 'open'",
+        Panel("open_red", T("红色预警（当前待处置）", "Red (open now)"), "stat",
+              f"SELECT count() AS open_red FROM {A_NOW} WHERE level = 'red' AND state = 'open'",
               w=6, h=4, fields=("open_red",), thresholds=((None, "green"), (1, "red")),
-              description=T("红色且尚未报告整改", "Red alerts with no rectification reported")),
-        Panel("open_yellow", T("黄色预警（待处置或整改中）", "Yellow (open or rectifying)"), "stat",
-              f"SELECT count() AS open_yellow FROM {A} "
+              description=T("当前尚未报告整改的红色预警，不论发生在何时",
+                            "Red alerts with no rectification reported yet, whenever they happened")),
+        Panel("open_yellow", T("黄色预警（当前待处置或整改中）", "Yellow (open or rectifying now)"), "stat",
+              f"SELECT count() AS open_yellow FROM {A_NOW} "
               f"WHERE (level = 'yellow' AND state = 'open') OR state = 'rectifying'",
               w=6, h=4, fields=("open_yellow",), thresholds=((None, "green"), (1, "yellow")),
-              description=T("黄色预警，以及已报告整改、待核实的红色预警",
-                            "Yellow alerts, and red ones whose rectification awaits verification")),
-        Panel("closed", T("已办结或核销（绿色）", "Closed or dismissed (green)"), "stat",
-              f"SELECT count() AS closed FROM {A} WHERE state IN {CLOSED}",
-              w=6, h=4, fields=("closed",), thresholds=((None, "green"),)),
-        Panel("overdue_count", T("逾期未整改", "Overdue"), "stat",
-              f"SELECT count() AS overdue FROM {A} WHERE {OVERDUE}",
+              description=T("当前的黄色预警，以及已报告整改、待核实的红色预警，不论发生在何时",
+                            "Yellow alerts, and red ones whose rectification awaits verification, "
+                            "whenever they happened")),
+        Panel("closed", T("本期办结或核销（绿色）", "Closed or dismissed in the period (green)"), "stat",
+              f"SELECT count() AS closed FROM {A_NOW} WHERE state IN {CLOSED} AND $__timeFilter(state_time)",
+              w=6, h=4, fields=("closed",), thresholds=((None, "green"),),
+              description=T("统计时段内核实办结或核销的预警", "Alerts verified or dismissed within the period")),
+        Panel("overdue_count", T("逾期未整改（当前）", "Overdue (now)"), "stat",
+              f"SELECT count() AS overdue FROM {A_NOW} WHERE {OVERDUE}",
               w=6, h=4, fields=("overdue",), thresholds=((None, "green"), (1, "red")),
-              description=T(f"红色{RECTIFY_DAYS['red']}天、黄色{RECTIFY_DAYS['yellow']}天内未报告整改",
+              description=T(f"红色{RECTIFY_DAYS['red']}天、黄色{RECTIFY_DAYS['yellow']}天内未报告整改，不论发生在何时",
                             f"No rectification reported within {RECTIFY_DAYS['red']} days (red) / "
-                            f"{RECTIFY_DAYS['yellow']} days (yellow)")),
+                            f"{RECTIFY_DAYS['yellow']} days (yellow), whenever they happened")),
         Panel("trend", T("预警趋势", "Alerts over time"), "timeseries",
               f"SELECT $__timeInterval(event_time) AS time, countIf(level = 'red') AS red, "
               f"countIf(level = 'yellow') AS yellow FROM {A} GROUP BY time ORDER BY time",
@@ -345,7 +354,7 @@ OVERVIEW = Dashboard(
                        COL_TITLE_EN, COL_STATE, COL_ALERT)),
         Panel("overdue", T("逾期未整改预警", "Overdue alerts"), "table",
               f"SELECT level, rule, subject_name, town, village_name, unit_name, detected_time, due_time, "
-              f"dateDiff('day', due_time, $__toTime) AS days_overdue, escalations, state, alert_id FROM {A} "
+              f"dateDiff('day', due_time, $__toTime) AS days_overdue, escalations, state, alert_id FROM {A_NOW} "
               f"WHERE {OVERDUE} ORDER BY days_overdue DESC, level, alert_id LIMIT 100",
               w=24, h=9, fields=("level", "rule", "due_time", "days_overdue", "state", "alert_id"),
               columns=(COL_LEVEL, COL_RULE, COL_SUBJECT, COL_TOWN, COL_VILLAGE, COL_UNIT,
@@ -354,7 +363,8 @@ OVERVIEW = Dashboard(
                        C("days_overdue", T("逾期天数", "Days overdue"), "number", unit="d",
                          thresholds=((None, "yellow"), (7, "red")), colored=True, width=90),
                        C("escalations", T("逾期上报次数", "Escalations"), "number", width=90),
-                       COL_STATE, COL_ALERT)),
+                       COL_STATE, COL_ALERT),
+              description=T("当前逾期的预警，不论发生在何时", "Overdue now, whenever they happened")),
     ],
     tags=("lianwatch",),
 )

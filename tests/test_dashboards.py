@@ -704,3 +704,30 @@ def test_variable_queries_on_the_server_schema(server_demo, demo, demo_ctx, buil
         local = built_demo[d["uid"]][1]
         for v in _query_vars(d):
             assert srv.options[v["name"]] == local.options[v["name"]], (d["uid"], v["name"])
+
+
+def test_tiles_count_what_is_open_now(demo, demo_ctx, built_demo):
+    """Issue 20 #3: an alert dated before the period (the demo's overdue starts) that is
+    still open counts in the Overview's tiles (report and Grafana JSON alike); the
+    period still governs the trend and the lists."""
+    span, _ = demo_ctx
+    cur: dict = {}
+    for a in demo.result.alerts:
+        if a.alert_id not in cur or a.version >= cur[a.alert_id].version:
+            cur[a.alert_id] = a
+    red = [a for a in cur.values() if a.level == "red"]  # a plain replay: every alert is open
+    from lianwatch.models.clock import parse_ts
+
+    before = [a for a in red if parse_ts(a.event_ts) < span[0] and parse_ts(a.detected_at) < span[0]]
+    assert before, "the demo has red alerts dated before its period"
+    d = get("overview")
+    ctx = resolve_variables(demo.store, d, *span)
+    val = {p.key: run_panel(demo.store, p, ctx)["A"] for p in d.panels}
+    assert val["open_red"][0]["open_red"] == len(red)
+    assert val["open_yellow"][0]["open_yellow"] == sum(a.level == "yellow" for a in cur.values())
+    trend_red = sum(r["red"] for r in val["trend"])
+    assert trend_red == len(red) - len(before)  # the period's trend leaves them out
+    assert len(val["newest_red"]) == len(red) - len(before)
+    ov, run = built_demo["lw-overview"]
+    tile = next(p for p in ov["panels"] if p["title"] == "红色预警（当前待处置）")
+    assert run.rows[(tile["id"], "A")][0]["open_red"] == len(red)
