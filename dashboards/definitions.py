@@ -13,9 +13,10 @@ every archive read keeps one row per ``event_id`` (``LIMIT 1 BY``).
 
 from __future__ import annotations
 
-from .labels import CLOCK_ACTIONS, CLOSED_STATES, RECTIFY_DAYS, RULE_NAMES, STARTED_STAGES, sql_list
+from .labels import CLOCK_ACTIONS, CLOSED_STATES, RULE_NAMES, STARTED_STAGES, sql_list
 from .model import Column as C
 from .model import Dashboard, Layer, Panel, Query, Series, T, Var
+from .thresholds import Th
 
 __all__ = ["DASHBOARDS", "dashboards", "get"]
 
@@ -55,8 +56,9 @@ _ALERTS = """(
                  a.subject_id) AS subject_name,
          if(s.state != '', s.state, 'open') AS state, s.state_time AS state_time,
          s.escalations AS escalations,
-         addDays(toDateTime(if(toUnixTimestamp(s.clock_from) > 0, s.clock_from, a.detected_time)),
-                 if(a.level = 'red', <<RED_DAYS>>, <<YELLOW_DAYS>>)) AS due_time
+         addSeconds(toDateTime(if(toUnixTimestamp(s.clock_from) > 0, s.clock_from, a.detected_time)),
+                    toInt64(86400 * if(a.level = 'red', {{th:lifecycle.red_days@a.rule}},
+                                       {{th:lifecycle.yellow_days@a.rule}}))) AS due_time
   FROM (
     SELECT al.alert_id AS alert_id, al.version AS version, al.rule AS rule, al.level AS level,
            al.subject_type AS subject_type, al.subject_id AS subject_id, al.unit_id AS unit_id,
@@ -80,8 +82,7 @@ _ALERTS = """(
 def alerts(where: str) -> str:
     """Current alerts with names, town, state and deadline (a subquery), filtered by ``where``
     (over ``a.*``, ``v.town``)."""
-    return _sub(_ALERTS, VILLAGES=VILLAGES, UNITS=UNITS, STATES=STATES, WHERE=where,
-                RED_DAYS=str(RECTIFY_DAYS["red"]), YELLOW_DAYS=str(RECTIFY_DAYS["yellow"]))
+    return _sub(_ALERTS, VILLAGES=VILLAGES, UNITS=UNITS, STATES=STATES, WHERE=where)
 
 
 #: an alert belongs to the dashboard's period when it happened or was raised in it
@@ -195,6 +196,7 @@ PAY_ALERTS = """(
 
 _PROJ = """(
   SELECT rp.project_id AS project_id, rp.name AS project_name, rp.village_id AS village_id,
+         rp.unit_id AS unit_id,
          if(v.village_name != '', v.village_name, rp.village_id) AS village_name, v.town AS town,
          rp.budget_yuan AS budget_yuan, rp.planned_start AS planned_start, rp.planned_end AS planned_end,
          pr.reports AS reports, pr.started AS started,
@@ -295,9 +297,10 @@ OVERVIEW = Dashboard(
         Panel("overdue_count", T("逾期未整改（当前）", "Overdue (now)"), "stat",
               f"SELECT count() AS overdue FROM {A_NOW} WHERE {OVERDUE}",
               w=6, h=4, fields=("overdue",), thresholds=((None, "green"), (1, "red")),
-              description=T(f"红色{RECTIFY_DAYS['red']}天、黄色{RECTIFY_DAYS['yellow']}天内未报告整改，不论发生在何时",
-                            f"No rectification reported within {RECTIFY_DAYS['red']} days (red) / "
-                            f"{RECTIFY_DAYS['yellow']} days (yellow), whenever they happened")),
+              description=T("红色{{th:lifecycle.red_days}}天、黄色{{th:lifecycle.yellow_days}}天内未报告整改，"
+                            "不论发生在何时",
+                            "No rectification reported within {{th:lifecycle.red_days}} days (red) / "
+                            "{{th:lifecycle.yellow_days}} days (yellow), whenever they happened")),
         Panel("trend", T("预警趋势", "Alerts over time"), "timeseries",
               f"SELECT $__timeInterval(event_time) AS time, countIf(level = 'red') AS red, "
               f"countIf(level = 'yellow') AS yellow FROM {A} GROUP BY time ORDER BY time",
@@ -371,7 +374,8 @@ OVERVIEW = Dashboard(
 
 # ================================================================= Vehicles & fuel
 AV = alerts(VEHICLE_WHERE)
-_DIST = ("if(al.away, al.away_m, if(g.subject_id != '' AND dateDiff('second', g.ping_time, fu.event_time) <= 600 "
+_DIST = ("if(al.away, al.away_m, if(g.subject_id != '' AND dateDiff('second', g.ping_time, fu.event_time) "
+         "<= 60 * {{th:fuel.position_window_min}} "
          "AND fu.station_coord IN ('', 'wgs84'), "
          "greatCircleDistance(g.plon, g.plat, fu.station_lon, fu.station_lat), NULL))")
 
@@ -411,13 +415,15 @@ VEHICLES_DB = Dashboard(
                        C("tank_liters", T("油箱容积", "Tank"), "number", unit="litre", decimals=0, width=80),
                        C("amount_yuan", T("金额", "Amount"), "number", unit=YUAN, decimals=2, width=90),
                        C("distance_m", T("距车辆（米）", "Distance to car (m)"), "number", unit="lengthm",
-                         decimals=0, thresholds=((None, "green"), (500, "red")), colored=True, width=110),
+                         decimals=0, thresholds=((None, "green"), (Th("fuel.station_radius_m"), "red")),
+                         colored=True, width=110),
                        C("vehicle_state", T("车辆状态", "Car"), mapping="vehicle_state", width=90),
                        C("rule", T("预警", "Alert"), mapping="rule", width=150),
                        C("txn_id", T("交易号", "Txn"), width=150), COL_VEHICLE_ID),
-              description=T("距离取自预警证据；无预警的交易按加油前最近一次定位（10分钟内、WGS-84站点）计算",
+              description=T("距离取自预警证据；无预警的交易按加油前最近一次定位"
+                            "（{{th:fuel.position_window_min}}分钟内、WGS-84站点）计算",
                             "Distance from the alert's evidence, else from the last fix before the fill "
-                            "(within 10 min, WGS-84 stations)")),
+                            "(within {{th:fuel.position_window_min}} min, WGS-84 stations)")),
         Panel("track", T("加油前后30分钟车辆轨迹", "Track 30 min around each fill"), "geomap",
               f"SELECT g.plat AS lat, g.plon AS lon, g.ping_time AS time, fu.txn_id AS txn_id, fu.plate AS plate, "
               f"dateDiff('second', fu.event_time, g.ping_time) AS offset_s "
@@ -585,10 +591,13 @@ PROJECTS_DB = Dashboard(
               f"SELECT count() AS projects FROM {PROJ}", w=8, h=4, fields=("projects",),
               thresholds=((None, "blue"),)),
         Panel("late_start", T("逾期未开工", "Start overdue"), "stat",
-              f"SELECT countIf(NOT started AND addDays(planned_start, 7) < toDate($__toTime)) AS late "
+              f"SELECT countIf(NOT started AND addDays(planned_start, "
+              f"toInt64({{{{th:project.start_grace_days@village_id,unit_id}}}})) < toDate($__toTime)) AS late "
               f"FROM {PROJ}", w=8, h=4, fields=("late",), thresholds=((None, "green"), (1, "yellow"))),
-        Panel("mismatch_count", T("拨付超进度30%以上", "Paid > progress + 30%"), "stat",
-              f"SELECT countIf(reports > 0 AND disbursed_yuan / budget_yuan - percent_complete / 100 > 0.30) "
+        Panel("mismatch_count", T("拨付超进度{{th:project.disbursement_gap%}}%以上",
+                                  "Paid > progress + {{th:project.disbursement_gap%}}%"), "stat",
+              f"SELECT countIf(reports > 0 AND disbursed_yuan / budget_yuan - percent_complete / 100 > "
+              f"{{{{th:project.disbursement_gap@village_id,unit_id}}}}) "
               f"AS mismatched FROM {PROJ}", w=8, h=4, fields=("mismatched",),
               thresholds=((None, "green"), (1, "red"))),
         Panel("start", T("计划开工与实际开工", "Planned vs reported start"), "table",
@@ -601,7 +610,8 @@ PROJECTS_DB = Dashboard(
                        C("planned_start", T("计划开工", "Planned start"), "date", width=100),
                        C("reported_start", T("报告开工", "Reported start"), "date", width=100),
                        C("start_delay_days", T("开工延迟（天）", "Start delay (days)"), "number",
-                         thresholds=((None, "green"), (7, "yellow"), (30, "red")), colored=True, width=110),
+                         thresholds=((None, "green"), (Th("project.start_grace_days"), "yellow"),
+                                     (Th("project.start_red_days"), "red")), colored=True, width=110),
                        C("started", T("开工", "Started"), mapping="started", colored=True, width=70),
                        C("last_stage", T("最新阶段", "Stage"), mapping="stage", width=80),
                        C("project_id", T("编号", "Id"), width=80))),
@@ -623,7 +633,8 @@ PROJECTS_DB = Dashboard(
                        C("last_stage", T("最新阶段", "Stage"), mapping="stage", width=80),
                        C("last_report_date", T("最近报告", "Last report"), "date", width=100),
                        C("silent_days", T("停报天数", "Silent days"), "number",
-                         thresholds=((None, "green"), (30, "yellow"), (60, "red")), colored=True, width=80),
+                         thresholds=((None, "green"), (Th("project.stall_days", 0.5), "yellow"),
+                                     (Th("project.stall_days"), "red")), colored=True, width=80),
                        C("progress_pct", T("进度%", "Progress %"), "number", unit="percent", width=70))),
         Panel("project_alerts", T("项目预警", "Project alerts"), "table",
               f"SELECT event_time, level, rule, subject_name AS project_name, village_name, title, title_en, "

@@ -40,6 +40,7 @@ from .macros import ALL, variables_used
 from .model import DB_TOKEN, Column, Dashboard, Panel, T, Var, layout
 from .plugin_macros import PLUGIN_VERSION
 from .run import sql_for
+from .thresholds import DEFAULT, Thresholds
 
 __all__ = ["DATASOURCE_TYPE", "DATASOURCE_UID", "PLUGIN_VERSION", "build_dashboard", "build_all",
            "check_dashboards", "LANGS", "dashboard_filename"]
@@ -58,8 +59,8 @@ def _ds() -> dict[str, str]:
     return {"type": DATASOURCE_TYPE, "uid": DATASOURCE_UID}
 
 
-def _steps(th: Iterable[tuple[float | None, str]] | None) -> dict[str, Any]:
-    steps = [{"color": c, "value": v} for v, c in (th or ((None, "green"),))]
+def _steps(th: Iterable[tuple[Any, str]] | None, thresholds: Thresholds = DEFAULT) -> dict[str, Any]:
+    steps = [{"color": c, "value": thresholds.step(v)} for v, c in (th or ((None, "green"),))]
     return {"mode": "absolute", "steps": steps}
 
 
@@ -93,10 +94,10 @@ def _link(kind: str, lang: str, uids: dict[str, str]) -> dict[str, Any]:
     raise KeyError(kind)
 
 
-def _target(ref: str, sql: str, timeseries: bool, database: str) -> dict[str, Any]:
+def _target(ref: str, sql: str, timeseries: bool, database: str, th: Thresholds) -> dict[str, Any]:
     return {"refId": ref, "datasource": _ds(), "editorType": "sql",
             "queryType": "timeseries" if timeseries else "table", "format": 0 if timeseries else 1,
-            "rawSql": sql_for(sql, database), "pluginVersion": PLUGIN_VERSION}
+            "rawSql": sql_for(sql, database, th), "pluginVersion": PLUGIN_VERSION}
 
 
 def _by_name(name: str, props: list[dict[str, Any]]) -> dict[str, Any]:
@@ -110,7 +111,8 @@ def _series_overrides(p: Panel, lang: str) -> list[dict[str, Any]]:
             for s in p.series]
 
 
-def _column_overrides(cols: Iterable[Column], lang: str, uids: dict[str, str]) -> list[dict[str, Any]]:
+def _column_overrides(cols: Iterable[Column], lang: str, uids: dict[str, str],
+                      th: Thresholds) -> list[dict[str, Any]]:
     out = []
     for c in cols:
         props: list[dict[str, Any]] = [{"id": "displayName", "value": c.label(lang)}]
@@ -127,7 +129,7 @@ def _column_overrides(cols: Iterable[Column], lang: str, uids: dict[str, str]) -
         if c.mapping:
             props.append({"id": "mappings", "value": _mappings(c.mapping, lang)})
         if c.thresholds:
-            props.append({"id": "thresholds", "value": _steps(c.thresholds)})
+            props.append({"id": "thresholds", "value": _steps(c.thresholds, th)})
             props.append({"id": "color", "value": {"mode": "thresholds"}})
         if c.colored:
             props.append({"id": "custom.cellOptions", "value": {"type": "color-background", "mode": "basic"}})
@@ -141,18 +143,18 @@ def _column_overrides(cols: Iterable[Column], lang: str, uids: dict[str, str]) -
 
 
 def _panel(p: Panel, pos: dict[str, int], pid: int, lang: str, uids: dict[str, str],
-           database: str) -> dict[str, Any]:
+           database: str, th: Thresholds) -> dict[str, Any]:
     ts = p.kind == "timeseries"
     d: dict[str, Any] = {
-        "id": pid, "type": p.kind, "title": p.title(lang), "gridPos": dict(pos),
+        "id": pid, "type": p.kind, "title": th.render(p.title(lang)), "gridPos": dict(pos),
         "datasource": _ds(),
-        "targets": [_target(q.ref, q.sql, ts, database) for q in p.queries()],
+        "targets": [_target(q.ref, q.sql, ts, database, th) for q in p.queries()],
     }
     if p.description:
-        d["description"] = p.description(lang)
+        d["description"] = th.render(p.description(lang))
     if p.interval:
         d["interval"] = p.interval
-    defaults: dict[str, Any] = {"thresholds": _steps(p.thresholds), "mappings": []}
+    defaults: dict[str, Any] = {"thresholds": _steps(p.thresholds, th), "mappings": []}
     if p.unit:
         defaults["unit"] = p.unit
     if p.decimals is not None:
@@ -197,7 +199,7 @@ def _panel(p: Panel, pos: dict[str, int], pid: int, lang: str, uids: dict[str, s
     elif p.kind == "table":
         defaults["custom"] = {"align": "auto", "cellOptions": {"type": "auto"}, "inspect": False,
                               "filterable": True}
-        overrides = _column_overrides(p.columns, lang, uids)
+        overrides = _column_overrides(p.columns, lang, uids, th)
         d["options"] = {"showHeader": True, "cellHeight": "sm", "footer": {"show": False},
                         "sortBy": []}
         d["transformations"] = [{"id": "organize", "options": {
@@ -239,7 +241,7 @@ def _uses_time(sql: str) -> bool:
     return bool(re.search(r"\$__(time|from|to|date|dt\b|interval)|\$\{?__(from|to)\b", sql))
 
 
-def _variable(v: Var, lang: str, database: str) -> dict[str, Any]:
+def _variable(v: Var, lang: str, database: str, th: Thresholds) -> dict[str, Any]:
     base: dict[str, Any] = {"name": v.name, "label": v.label(lang), "hide": 2 if v.hide else 0,
                             "skipUrlSync": False, "multi": v.multi, "includeAll": v.include_all}
     if v.include_all:
@@ -255,7 +257,7 @@ def _variable(v: Var, lang: str, database: str) -> dict[str, Any]:
     elif v.kind == "textbox":
         base.update(type="textbox", query="", current=cur or {"text": "", "value": ""})
     else:
-        sql = sql_for(v.sql, database)
+        sql = sql_for(v.sql, database, th)
         base.update(type="query", datasource=_ds(), query=sql, definition=sql,
                     refresh=2 if _uses_time(sql) else 1,
                     regex="", sort=0, options=[], current=cur, allowCustomValue=True)
@@ -267,8 +269,9 @@ def dashboard_filename(d: Dashboard, lang: str) -> str:
 
 
 def build_dashboard(d: Dashboard, lang: str = "zh", *, all_dashboards: Iterable[Dashboard] | None = None,
-                    database: str = "lianwatch") -> dict[str, Any]:
-    """One dashboard's JSON in one language."""
+                    database: str = "lianwatch", thresholds: Thresholds | None = None) -> dict[str, Any]:
+    """One dashboard's JSON in one language, with the thresholds of the rules in force."""
+    th = thresholds or DEFAULT
     all_dashboards = list(all_dashboards or [d])
     uids = {x.key: x.uid_for(lang) for x in all_dashboards}
     pos = layout(d.panels)
@@ -284,7 +287,7 @@ def build_dashboard(d: Dashboard, lang: str = "zh", *, all_dashboards: Iterable[
     return {
         "uid": d.uid_for(lang),
         "title": d.title(lang),
-        "description": d.description(lang),
+        "description": th.render(d.description(lang)),
         "tags": [*d.tags, lang],
         "timezone": "Asia/Shanghai",
         "editable": True,
@@ -302,15 +305,16 @@ def build_dashboard(d: Dashboard, lang: str = "zh", *, all_dashboards: Iterable[
             "hide": True, "iconColor": "rgba(0, 211, 255, 1)", "name": "Annotations & Alerts",
             "type": "dashboard"}]},
         "links": links,
-        "templating": {"list": [_variable(v, lang, database) for v in d.variables]},
-        "panels": [_panel(p, pos[p.key], i + 1, lang, uids, database) for i, p in enumerate(d.panels)],
+        "templating": {"list": [_variable(v, lang, database, th) for v in d.variables]},
+        "panels": [_panel(p, pos[p.key], i + 1, lang, uids, database, th) for i, p in enumerate(d.panels)],
     }
 
 
 def build_all(dashboards: Iterable[Dashboard], database: str = "lianwatch",
-              langs: Iterable[str] = LANGS) -> list[dict[str, Any]]:
+              langs: Iterable[str] = LANGS, thresholds: Thresholds | None = None) -> list[dict[str, Any]]:
     ds = list(dashboards)
-    return [build_dashboard(d, lang, all_dashboards=ds, database=database) for lang in langs for d in ds]
+    return [build_dashboard(d, lang, all_dashboards=ds, database=database, thresholds=thresholds)
+            for lang in langs for d in ds]
 
 
 # ----------------------------------------------------------------- checks
@@ -349,8 +353,8 @@ def check_dashboards(dashboards: list[dict[str, Any]],
     uid_set = set(uids)
     for d in dashboards:
         uid = d.get("uid", "?")
-        if any(DB_TOKEN in x for x in _walk_strings(d)):
-            errs.append(f"{uid}: the {DB_TOKEN} placeholder is left in the JSON")
+        if any(DB_TOKEN in x or "{{th:" in x for x in _walk_strings(d)):
+            errs.append(f"{uid}: a {DB_TOKEN} or {{{{th:…}}}} placeholder is left in the JSON")
         if not isinstance(uid, str) or not _UID_RE.match(uid):
             errs.append(f"{uid}: bad uid")
         if not d.get("title"):

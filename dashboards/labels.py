@@ -8,8 +8,8 @@ highest ``seq`` (``open`` 待处置, ``rectifying`` 整改中, ``closed`` 已办
 officer's colour follows the lifecycle's display level: an open alert shows
 its level, a rectifying one yellow, a closed one green, a dismissed one grey.
 The deadline runs from the last ``open``/``raise``/``reopen`` event (else
-from detection) for :data:`RECTIFY_DAYS` of the level (the lifecycle's
-default policy; per-rule policy overrides are not visible to SQL); an alert is
+from detection) for the lifecycle policy's days of the level and rule
+(``[lifecycle]`` of the rules file, through :mod:`.thresholds`); an alert is
 *overdue* when it is still ``open`` after that deadline, measured at the end of
 the dashboard's time range (``$__toTime``). The lifecycle restarts its clock at
 each escalation (for the next step up the chain); the dashboards keep counting
@@ -22,13 +22,11 @@ from lianwatch.rules import RULES
 
 from .model import Mapping, T
 
-__all__ = ["RULE_NAMES", "MAPPINGS", "CLOSED_STATES", "RECTIFY_DAYS", "CLOCK_ACTIONS", "STARTED_STAGES",
-           "sql_list"]
+__all__ = ["RULE_NAMES", "MAPPINGS", "CLOSED_STATES", "CLOCK_ACTIONS", "STARTED_STAGES",
+           "sql_list", "sql_str"]
 
 #: states in which an alert is finished (green)
 CLOSED_STATES = ("closed", "dismissed")
-#: days to report a rectification (the lifecycle's default policy: red_days, yellow_days)
-RECTIFY_DAYS = {"red": 10, "yellow": 30}
 #: history actions that (re)start the rectification deadline
 CLOCK_ACTIONS = ("open", "raise", "reopen")
 #: progress stages at which a project counts as started (CONTRACT §3)
@@ -96,6 +94,11 @@ MAPPINGS: dict[str, Mapping] = {
 }
 
 
+def sql_str(v: str) -> str:
+    """``'a\\'b'``: a constant string in ClickHouse SQL."""
+    return "'" + v.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 def sql_list(values) -> str:
     """``('a','b')`` for an ``IN`` list of constant strings."""
-    return "(" + ",".join("'" + v.replace("\\", "\\\\").replace("'", "\\'") + "'" for v in values) + ")"
+    return "(" + ",".join(sql_str(v) for v in values) + ")"

@@ -105,14 +105,15 @@ def provider_yaml(dashboards_path: str) -> str:
 
 
 def build(out: str | Path, *, ch: Any = None, dashboards_path: str | None = None,
-          database: str | None = None, langs: Iterable[str] = LANGS) -> list[Path]:
+          database: str | None = None, langs: Iterable[str] = LANGS,
+          thresholds: Any = None) -> list[Path]:
     """Write provisioning files and dashboard JSON under ``out``; return the files written."""
     if ch is None:
         from lianwatch.settings import ClickHouseSettings
         ch = ClickHouseSettings()
     out = Path(out)
     dash_dir = out / "dashboards"
-    built = build_all(DASHBOARDS, database=database or ch.database, langs=langs)
+    built = build_all(DASHBOARDS, database=database or ch.database, langs=langs, thresholds=thresholds)
     errs = check_dashboards(built, [datasource(ch)])
     if errs:
         raise BuildError("; ".join(errs))
@@ -135,7 +136,7 @@ def build(out: str | Path, *, ch: Any = None, dashboards_path: str | None = None
 
 def apply(url: str, *, token: str | None = None, ch: Any = None, with_datasource: bool = False,
           database: str | None = None, langs: Iterable[str] = LANGS, timeout: float = 10.0,
-          log=print) -> list[str]:
+          log=print, thresholds: Any = None) -> list[str]:
     """Push the dashboards to Grafana at ``url`` (folder created if missing, dashboards
     overwritten by uid). ``token``: a service-account token (default: env ``GRAFANA_TOKEN``).
     ``with_datasource``: also create or update the data source, its password taken from
@@ -148,7 +149,7 @@ def apply(url: str, *, token: str | None = None, ch: Any = None, with_datasource
         ch = ClickHouseSettings()
     token = token if token is not None else os.environ.get("GRAFANA_TOKEN")
     api = GrafanaApi.from_url(url, credential=token or None, timeout=timeout)
-    built = build_all(DASHBOARDS, database=database or ch.database, langs=langs)
+    built = build_all(DASHBOARDS, database=database or ch.database, langs=langs, thresholds=thresholds)
     errs = check_dashboards(built, [datasource(ch)])
     if errs:
         raise BuildError("; ".join(errs))

@@ -15,13 +15,15 @@ from typing import Any
 
 from .macros import ALL, expand_macros, grafana_interval_ms
 from .model import DB_TOKEN, Dashboard, Panel, Var
+from .thresholds import DEFAULT, Thresholds
 
 __all__ = ["Context", "sql_for", "resolve_variables", "run_panel", "data_time_range", "panel_sql",
            "BuiltRun", "run_built"]
 
 
-def sql_for(sql: str, database: str) -> str:
-    return sql.replace(DB_TOKEN, database)
+def sql_for(sql: str, database: str, thresholds: Thresholds | None = None) -> str:
+    """A definition's SQL for one store and rules: ``__DB__`` and the ``{{th:…}}`` tokens filled."""
+    return (thresholds or DEFAULT).render(sql.replace(DB_TOKEN, database))
 
 
 @dataclass
@@ -35,10 +37,11 @@ class Context:
     texts: dict[str, dict[str, str]] = field(default_factory=dict)  # var → value → text
     database: str = "lianwatch"
     max_data_points: int = 1000
+    thresholds: Thresholds = DEFAULT
 
 
 def _expand(sql: str, ctx: Context, values: Mapping[str, Any], min_interval: str | None = None) -> str:
-    return expand_macros(sql_for(sql, ctx.database), ctx.time_from, ctx.time_to, values,
+    return expand_macros(sql_for(sql, ctx.database, ctx.thresholds), ctx.time_from, ctx.time_to, values,
                          all_values=ctx.all_values,
                          interval_ms=grafana_interval_ms(ctx.time_from, ctx.time_to,
                                                          ctx.max_data_points, min_interval))
@@ -61,9 +64,9 @@ def _var_options(store: Any, var: Var, ctx: Context, lang: str) -> list[tuple[st
 
 def resolve_variables(store: Any, dash: Dashboard, time_from: float, time_to: float,
                       overrides: Mapping[str, Any] | None = None, *, database: str = "lianwatch",
-                      lang: str = "zh") -> Context:
+                      lang: str = "zh", thresholds: Thresholds | None = None) -> Context:
     """Every variable's options and value (``overrides`` win; else All / the first option)."""
-    ctx = Context(time_from, time_to, database=database)
+    ctx = Context(time_from, time_to, database=database, thresholds=thresholds or DEFAULT)
     overrides = dict(overrides or {})
     for var in dash.variables:
         opts = _var_options(store, var, ctx, lang)

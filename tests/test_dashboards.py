@@ -731,3 +731,59 @@ def test_tiles_count_what_is_open_now(demo, demo_ctx, built_demo):
     ov, run = built_demo["lw-overview"]
     tile = next(p for p in ov["panels"] if p["title"] == "红色预警（当前待处置）")
     assert run.rows[(tile["id"], "A")][0]["open_red"] == len(red)
+
+
+def test_panel_thresholds_follow_the_rules_file(tmp_path, monkeypatch, demo, demo_ctx):
+    """Issue 13 (knowledge in one place): the panels' numbers are the rules file's, global
+    and per village, for `dashboards build` and the report alike."""
+    from lianwatch.cli import main
+    from lianwatch.dashboards.run import run_built
+    from lianwatch.dashboards.thresholds import Thresholds
+    from lianwatch.lifecycle.config import load_policies
+    from lianwatch.settings import Settings
+
+    def projects(out):
+        return json.loads((out / "dashboards" / "lw-projects.json").read_text("utf-8"))
+
+    def sql_of(d, title):
+        return next(p for p in d["panels"] if p["title"].startswith(title))
+
+    assert main(["dashboards", "build", "--out", str(tmp_path / "default")]) == 0
+    base = projects(tmp_path / "default")
+    late = sql_of(base, "逾期未开工")["targets"][0]["rawSql"]
+    assert "toInt64(7)" in late and "> 0.3)" in sql_of(base, "拨付超进度30%以上")["targets"][0]["rawSql"]
+
+    village = demo.store.query("SELECT village_id FROM lianwatch.ref_projects FINAL WHERE village_id != '' ORDER BY project_id LIMIT 1")
+    vid = village[0]["village_id"]
+    rules = tmp_path / "rules.toml"
+    rules.write_text(f"[project]\nstart_grace_days = 60\ndisbursement_gap = 0.5\nstart_red_days = 90\n"
+                     f"[village.{vid}.project]\nstart_grace_days = 3\n"
+                     f"[fuel]\nstation_radius_m = 800\n[lifecycle]\nred_days = 5\n", "utf-8")
+    monkeypatch.setenv("LIANWATCH_RULES_FILE", str(rules))
+    assert main(["dashboards", "build", "--out", str(tmp_path / "custom")]) == 0
+    mine = projects(tmp_path / "custom")
+    late = sql_of(mine, "逾期未开工")["targets"][0]["rawSql"]
+    assert f"toInt64(multiIf(village_id = '{vid}', 3, 60))" in late
+    mismatch = sql_of(mine, "拨付超进度50%以上")
+    assert "> 0.5)" in mismatch["targets"][0]["rawSql"]
+    start = sql_of(mine, "计划开工与实际开工")
+    steps = [o for o in start["fieldConfig"]["overrides"] if o["matcher"]["options"] == "start_delay_days"]
+    values = [s["value"] for p in steps[0]["properties"] if p["id"] == "thresholds" for s in p["value"]["steps"]]
+    assert values == [None, 60.0, 90.0]
+    veh = json.loads((tmp_path / "custom" / "dashboards" / "lw-vehicles.json").read_text("utf-8"))
+    assert "800.0" in json.dumps(sql_of(veh, "加油交易与车辆距离")["fieldConfig"], ensure_ascii=False)
+    ov = json.loads((tmp_path / "custom" / "dashboards" / "lw-overview.json").read_text("utf-8"))
+    assert "if(a.level = 'red', 5," in sql_of(ov, "逾期未整改（当前）")["targets"][0]["rawSql"].replace("\n", " ")
+    # the SQL runs, and what it counts moves with the threshold
+    span, _ = demo_ctx
+    th = Thresholds.load(str(rules), load_policies(Settings())[0])
+    counts = []
+    for d in (base, mine):
+        run = run_built(demo.store, d, *span, panels=True)
+        counts.append(run.rows[(sql_of(d, "逾期未开工")["id"], "A")][0]["late"])
+    assert counts[0] > counts[1] >= 0
+    html = (tmp_path / "r.html")
+    from lianwatch.dashboards.report import write_report
+
+    write_report(demo.store, html, thresholds=th)
+    assert "拨付超进度50%以上" in html.read_text("utf-8") and "红色预警 5 天" in html.read_text("utf-8")

@@ -43,6 +43,21 @@ def _langs(choice: str) -> tuple[str, ...]:
     return ("zh", "en") if choice == "both" else (choice,)
 
 
+def _thresholds():
+    """The panels' thresholds from the rules file in force (and its [lifecycle] policy)."""
+    from lianwatch.cli import CommandError
+    from lianwatch.dashboards.thresholds import Thresholds
+    from lianwatch.errors import ConfigError
+    from lianwatch.lifecycle.config import load_policies
+    from lianwatch.settings import Settings
+
+    settings = Settings()
+    try:
+        return Thresholds.load(settings.rules_file, load_policies(settings)[0])
+    except ConfigError as exc:
+        raise CommandError(str(exc)) from None
+
+
 def run(args: argparse.Namespace) -> int:
     from lianwatch.cli import CommandError
 
@@ -51,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
         from lianwatch.dashboards.provisioning import BuildError, build
 
         try:
-            files = build(args.out, dashboards_path=args.dashboards_path, langs=_langs(args.lang))
+            files = build(args.out, dashboards_path=args.dashboards_path, langs=_langs(args.lang),
+                          thresholds=_thresholds())
         except BuildError as exc:
             raise CommandError(f"dashboards failed their checks: {exc}") from None
         for f in files:
@@ -68,17 +84,18 @@ def run(args: argparse.Namespace) -> int:
                   file=sys.stderr)
         try:
             apply(args.url, token=token or "", with_datasource=args.with_datasource,
-                  langs=_langs(args.lang), timeout=args.timeout)
+                  langs=_langs(args.lang), timeout=args.timeout, thresholds=_thresholds())
         except Exception as exc:  # grafana_client raises its own hierarchy
             raise CommandError(f"cannot apply to {args.url}: {exc}") from None
         return 0
     if action == "list":
         from lianwatch.dashboards.definitions import DASHBOARDS
 
+        th = _thresholds()
         for d in DASHBOARDS:
             print(f"{d.uid:14} {d.title('zh')} / {d.title('en')}")
             for p in d.panels:
-                print(f"    {p.key:18} {p.kind:10} {p.title('zh')} / {p.title('en')}")
+                print(f"    {p.key:18} {p.kind:10} {th.render(p.title('zh'))} / {th.render(p.title('en'))}")
         return 0
     if action == "sql":
         from lianwatch.commands import parse_time_arg
@@ -99,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
             name, _, val = item.partition("=")
             values[name] = val.split(",") if "," in val else ([val] if d.var(name) and d.var(name).multi else val)
         ctx = Context(parse_time_arg(args.time_from, settings.zone), parse_time_arg(args.time_to, settings.zone),
-                      values=values)
+                      values=values, thresholds=_thresholds())
         print(panel_sql(p, ctx, args.ref))
         return 0
     print(__doc__.strip(), file=sys.stderr)

@@ -37,8 +37,12 @@ def run(args: argparse.Namespace) -> int:
     tf = parse_time_arg(args.time_from, settings.zone)
     tt = parse_time_arg(args.time_to, settings.zone)
     try:
+        from lianwatch.dashboards.thresholds import Thresholds
+        from lianwatch.lifecycle.config import load_policies
+
+        th = Thresholds.load(settings.rules_file, load_policies(settings)[0])
         path = write_report(store, args.out, time_from=tf, time_to=tt, lang=args.lang or settings.lang,
-                            details=args.details, database=database)
+                            details=args.details, database=database, thresholds=th)
     except Exception as exc:
         raise CommandError(f"cannot render the report: {exc}") from None
     print(path.resolve())
