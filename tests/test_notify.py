@@ -205,16 +205,61 @@ def test_alerts_within_the_group_wait_share_one_sms(clean):
     assert len(p.to(TOWN)) == 2
 
 
-def test_long_groups_stay_within_the_segment_limit(clean):
+def test_long_groups_are_split_within_the_segment_limit(clean):
     p = Recorder()
     n = notifier(clean, provider=p, max_segments=2)
     alerts = [mk(i) for i in range(30)]
     n.on_alerts(alerts, NOW)
     n.tick(NOW + 60)
-    (m,) = p.to(SEC1)
-    assert m.params["count"] == "30" and m.params["codes"].endswith("等")
-    assert sms_segments("【廉情监督】" + m.text) <= 2
-    assert len(m.text) > 70  # it did use the second segment
+    ms = p.to(SEC1)
+    assert len(ms) > 1 and all(sms_segments("【廉情监督】" + m.text) <= 2 for m in ms)
+    assert sum(int(m.params["count"]) for m in ms) == 30  # every alert in exactly one SMS
+    codes = [c for m in ms for c in m.params["codes"].split("、")]
+    assert sorted(codes) == sorted(a.alert_id[:8] for a in alerts)
+    assert [m.params["title"] for m in ms] == [f"预警通知（{i}/{len(ms)}）" for i in range(1, len(ms) + 1)]
+    assert {r["status"] for r in latest(clean).values()} == {"sent"}
+
+
+def test_outbox_applies_the_carrier_caps_and_splits_digests(clean, tmp_path):
+    """Issue 20 #8: the outbox shows what a carrier takes: no variable over its cap (the
+    digest's codes reached 107 characters), long digests split, each SMS within the caps."""
+    from lianwatch.lifecycle.providers import ALIYUN_LIMITS, TENCENT_LIMITS
+
+    for limits in (ALIYUN_LIMITS, TENCENT_LIMITS):
+        clean.truncate_all()
+        box = OutboxProvider(tmp_path / f"{limits.name}.jsonl", limits=limits)
+        n = notifier(clean, provider=box, daily_cap=20)
+        alerts = [mk(i) for i in range(12)] + [mk(99, rule="fuel.not_at_station", subject_type="vehicle",
+                                                   subject="V9", village=None)]
+        n.on_alerts(alerts, NOW)
+        n.tick(NOW + 60)
+        lines = box.read()
+        assert lines and all(x["problems"] == [] and x["limits"] == limits.name for x in lines)
+        for x in lines:
+            assert all(len(v) <= limits.param_max_len for v in x["params"].values()), x["params"]
+            assert len(x["text"]) <= limits.max_chars
+        sec1 = [x for x in lines if x["to"] == "138****0001"]
+        got = [c for x in sec1 for c in (x["params"].get("codes") or x["params"]["code"]).split("、")]
+        want = [a.alert_id[:limits.param_max_len if limits.param_max_len < 8 else 8] for a in alerts[:12]]
+        assert sorted(got) == sorted(want)  # every alert's code reaches the secretary
+        assert len(sec1) > 1 and {x["part"] for x in sec1 if "part" in x} >= {f"1/{len(sec1)}"}
+    # Aliyun: 35 characters take four 8-character codes; Tencent's 6 take one code prefix
+    ali = [x for x in OutboxProvider(tmp_path / "aliyun.jsonl").read() if x["to"] == "138****0001"]
+    assert max(len(x["params"].get("codes", "").split("、")) for x in ali) == 4
+
+
+def test_split_digests_respect_the_daily_cap(clean):
+    p = Recorder()
+    n = notifier(clean, provider=p, daily_cap=2, max_segments=1)
+    alerts = [mk(i) for i in range(20)]
+    n.on_alerts(alerts, NOW)
+    n.tick(NOW + 60)
+    assert len(p.to(SEC1)) == 2  # the cap; the rest waits for tomorrow's digest
+    held = [r for r in latest(clean).values() if r["status"] == "held" and r["phone_hash"] == HASH(SEC1)]
+    assert held and all("daily cap 2" in r["error"] for r in held)
+    n.tick(parse_ts("2026-03-03T08:30:00+08:00"))
+    sent = {c for m in p.to(SEC1) for c in (m.params.get("codes") or m.params["code"]).split("、")}
+    assert len(p.to(SEC1)) == 4 and len(sent) < 20  # two more the next day, still capped
 
 
 # ------------------------------------------------------------------ idempotence

@@ -155,6 +155,8 @@ class NotifySettings(BaseSettings):
     provider: Literal["outbox", "aliyun", "tencent"] = "outbox"
     #: the outbox JSONL (default: DATA_DIR/outbox.jsonl)
     outbox: str | None = None
+    #: whose limits the outbox applies (the carrier it previews)
+    outbox_carrier: Literal["aliyun", "tencent"] = "aliyun"
     #: key of the HMAC that hashes phone numbers in the notifications table
     phone_hash_key: SecretStr = SecretStr("")
     #: TOML with [lifecycle] and [notify] (default: the rules file)
@@ -177,8 +179,9 @@ class AliyunSmsSettings(BaseSettings):
     region_id: str = "cn-hangzhou"
     connect_timeout_ms: int = 5000
     read_timeout_ms: int = 10000
-    #: longest template variable value the carrier accepts
-    param_max_len: int = 35
+    #: longest template variable value the carrier accepts (Aliyun's default 35, see
+    #: providers.ALIYUN_LIMITS; more once lifted for the account)
+    param_max_len: int = Field(35, ge=1)
 
 
 class TencentSmsSettings(BaseSettings):
@@ -196,7 +199,9 @@ class TencentSmsSettings(BaseSettings):
     region: str = "ap-guangzhou"
     endpoint: str = "sms.tencentcloudapi.com"
     timeout_s: int = 10
-    param_max_len: int = 35
+    #: longest template variable value: Tencent documents 6 characters for notification
+    #: templates (providers.TENCENT_LIMITS); set what your approved template allows
+    param_max_len: int = Field(6, ge=1)
 
 
 def load_policies(settings: Any = None, notify_settings: NotifySettings | None = None,
