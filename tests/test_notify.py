@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from collections import Counter
 
 import orjson
@@ -14,7 +15,8 @@ from lianwatch.lifecycle.config import ContactCfg, LifecyclePolicy, NotifyPolicy
 from lianwatch.lifecycle.log import Lifecycle, load_history
 from lianwatch.lifecycle.notify import Notifier
 from lianwatch.lifecycle.providers import OutboxProvider, SendResult
-from lianwatch.lifecycle.texts import PhoneHasher, sms_segments
+from lianwatch.lifecycle.hashkey import phone_hash_key
+from lianwatch.lifecycle.texts import PhoneHasher, normalize_phone, sms_segments
 from lianwatch.models.alert import Alert, alert_id
 from lianwatch.models.clock import format_ts, parse_ts
 from lianwatch.models.parse import parse_reference
@@ -60,7 +62,11 @@ def _ref() -> Reference:
 
 
 REF = _ref()
-HASH = PhoneHasher("")
+
+
+def hasher(store) -> PhoneHasher:
+    """The install's hasher of the test store (its key file)."""
+    return PhoneHasher(phone_hash_key("", store.backend.path))
 
 
 def mk(n: int = 1, level: str = "red", rule: str = "payment.no_approval",
@@ -255,7 +261,7 @@ def test_split_digests_respect_the_daily_cap(clean):
     n.on_alerts(alerts, NOW)
     n.tick(NOW + 60)
     assert len(p.to(SEC1)) == 2  # the cap; the rest waits for tomorrow's digest
-    held = [r for r in latest(clean).values() if r["status"] == "held" and r["phone_hash"] == HASH(SEC1)]
+    held = [r for r in latest(clean).values() if r["status"] == "held" and r["phone_hash"] == hasher(clean)(SEC1)]
     assert held and all("daily cap 2" in r["error"] for r in held)
     n.tick(parse_ts("2026-03-03T08:30:00+08:00"))
     sent = {c for m in p.to(SEC1) for c in (m.params.get("codes") or m.params["code"]).split("、")}
@@ -522,11 +528,76 @@ def test_numbers_are_stored_masked_and_hashed(clean):
     n.tick(NOW + 60)
     rs = rows(clean)
     assert {r["phone_masked"] for r in rs} == {"138****0001", "139****0001"}
-    assert {r["phone_hash"] for r in rs} == {HASH(SEC1), HASH(TOWN)}
+    assert {r["phone_hash"] for r in rs} == {hasher(clean)(SEC1), hasher(clean)(TOWN)}
     blob = orjson.dumps(rs).decode()
     assert SEC1 not in blob and TOWN not in blob and SEC1[-8:] not in blob
-    keyed = PhoneHasher("secret-key")
-    assert keyed(SEC1) != HASH(SEC1) and len(keyed(SEC1)) == 32
+
+
+def _old_default(phone: str) -> str:
+    """The hash every install used to make: HMAC with the public key ``lianwatch-phone``."""
+    import hashlib
+    import hmac
+
+    return hmac.new(b"lianwatch-phone", phone.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def test_phone_hashes_cannot_be_reversed_with_a_public_key(clean, tmp_path):
+    """Issue 13 fault 9: the demo's hashes used the public default key (all 46 numbers
+    recovered in 0.6 s). Now each install has its own random key (0600, in the store)."""
+    import stat
+
+    from lianwatch.lifecycle.demo import after_demo
+    from types import SimpleNamespace
+
+    inp = tmp_path / "demo-input"
+    inp.mkdir()
+    with open(inp / "villages.jsonl", "wb") as f:
+        for v in REF.villages.values():
+            f.write(orjson.dumps(v.model_dump(mode="json"), option=orjson.OPT_APPEND_NEWLINE))
+    alerts = [mk(1), mk(2, "yellow"), mk(3, subject="VL2", village="VL2")]
+    clean.write_alerts(alerts)
+    after_demo(settings=Settings(data_dir=str(tmp_path)), store=clean, data_dir=tmp_path,
+               result=SimpleNamespace(alerts=alerts, as_of=NOW))
+    hashes = {r["phone_hash"] for r in rows(clean) if r["phone_hash"]}
+    assert len(hashes) >= 3
+    phones = {normalize_phone(c.phone) for v in REF.villages.values() for c in v.contacts}
+    assert not hashes & {_old_default(p) for p in phones}  # the old key reverses nothing
+    key = Path(clean.backend.path) / "phone-hash.key"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600 and len(key.read_text().strip()) == 64
+    # a restart of the same install hashes alike: nothing is sent twice
+    again = Recorder()
+    n2 = notifier(clean, provider=again)
+    n2.on_alerts(alerts, NOW + 600)
+    n2.tick(NOW + 700)
+    assert again.sent == [] and {r["phone_hash"] for r in rows(clean) if r["phone_hash"]} == hashes
+    # two installs, two keys, two hashes of the same number
+    a, b = phone_hash_key("", tmp_path / "a"), phone_hash_key("", tmp_path / "b")
+    assert a != b and PhoneHasher(a)(SEC1) != PhoneHasher(b)(SEC1)
+    assert phone_hash_key("", tmp_path / "a") == a  # and each keeps its own
+
+
+def test_no_usable_default_key(tmp_path, monkeypatch):
+    from lianwatch.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="LIANWATCH_NOTIFY_PHONE_HASH_KEY is not set"):
+        phone_hash_key("", None)  # a server store with no key in the environment
+    with pytest.raises(ConfigError, match="public default"):
+        phone_hash_key("lianwatch-phone", None)
+    with pytest.raises(ConfigError, match="at least 32"):
+        phone_hash_key("short", None)
+    with pytest.raises(ConfigError):
+        PhoneHasher("")
+    good = "k" * 40
+    assert phone_hash_key(good, None) == good
+    key = tmp_path / "s" / "phone-hash.key"
+    key.parent.mkdir()
+    key.write_text("lianwatch-phone\n")
+    with pytest.raises(ConfigError, match="public default"):
+        phone_hash_key("", tmp_path / "s")
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    assert subprocess.run(["git", "check-ignore", "-q", ".env"], cwd=root).returncode == 0
 
 
 def test_outbox_provider_writes_jsonl_and_the_table(clean, tmp_path):

@@ -45,7 +45,8 @@ The record (table ``notifications``)
   notice is tried again at a later tick (backoff doubling from
   ``retry_later_s`` up to ``retry_max_s``) until it is sent: never dropped.
   ``unroutable``: no contact could be found (logged, not retried). Numbers are
-  stored masked (138****0012) and as a keyed hash; every log line is masked.
+  stored masked (138****0012) and as a keyed hash (the install's secret key,
+  :mod:`~lianwatch.lifecycle.hashkey`); every log line is masked.
   The latest row of a notice is ``argMax(…, attempt)`` grouped by the notice id.
 """
 
@@ -63,6 +64,7 @@ from datetime import time as dtime
 from typing import Any
 
 from lianwatch.lifecycle.config import LifecyclePolicy, NotifyPolicy, NotifySettings, load_policies
+from lianwatch.lifecycle.hashkey import phone_hash_key
 from lianwatch.lifecycle.log import Lifecycle, _latest, quote, ts_expr
 from lianwatch.lifecycle.machine import AlertState, roles_for
 from lianwatch.lifecycle.providers import Message, SendResult, SmsProvider, make_provider
@@ -162,7 +164,8 @@ class Notifier:
                         "PARAM_MAX_LEN if your templates were approved for longer variables)",
                         self.limits.name, cap, min(cap, 8))
         self.lifecycle = Lifecycle(store, lifecycle_policy)
-        self.hasher = PhoneHasher(ns.phone_hash_key.get_secret_value())
+        self.hasher = PhoneHasher(phone_hash_key(  # the install's key, created with an embedded store
+            ns.phone_hash_key.get_secret_value(), getattr(getattr(store, "backend", None), "path", None)))
         self.router = Router(ref, policy, self.hasher)
         self.sleep = sleep
         self.table = f"{store.db}.notifications"

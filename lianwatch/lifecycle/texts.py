@@ -198,15 +198,18 @@ def mask_numbers(text: str) -> str:
 
 
 class PhoneHasher:
-    """Keyed hash of a number for the notifications table (the number itself is not kept).
+    """Keyed hash (HMAC-SHA256) of a number for the notifications table (the number
+    itself is not kept). The key is the install's (:mod:`lianwatch.lifecycle.hashkey`):
+    there is no default, and the old public one is refused."""
 
-    With no key (``LIANWATCH_NOTIFY_PHONE_HASH_KEY``) it is a plain salted
-    SHA-256, which anyone can reverse by trying all numbers: set a key in
-    production.
-    """
+    def __init__(self, key: str) -> None:
+        from lianwatch.lifecycle.hashkey import PUBLIC_KEYS
 
-    def __init__(self, key: str = "") -> None:
-        self._key = (key or "lianwatch-phone").encode("utf-8")
+        if not key or key in PUBLIC_KEYS:
+            from lianwatch.errors import ConfigError
+
+            raise ConfigError("a phone hash key is required (the install's, never a public default)")
+        self._key = key.encode("utf-8")
 
     def __call__(self, phone: str) -> str:
         return hmac.new(self._key, normalize_phone(phone).encode("ascii"),
