@@ -306,7 +306,7 @@ OVERVIEW = Dashboard(
               f"countIf(level = 'yellow') AS yellow FROM {A} GROUP BY time ORDER BY time",
               w=16, h=9, x="time", fields=("time", "red", "yellow"), series=_red_yellow_series(),
               interval="6h", stacked=True),
-        Panel("state", T("整改状态", "Rectification status"), "piechart",
+        Panel("state", T("本期预警整改状态", "Rectification status (period)"), "piechart",
               f"SELECT state, count() AS alerts FROM {A} GROUP BY state ORDER BY alerts DESC",
               w=8, h=9, x="state", x_mapping="state", fields=("state", "alerts"),
               series=(Series("alerts", T("预警数", "Alerts"), "blue"),)),
@@ -664,7 +664,8 @@ ALERT_DB = Dashboard(
               "SELECT arrayJoin([('alert_id', alert_id), ('rule', rule), ('level', level), ('state', state), "
               "('subject_type', subject_type), ('subject', concat(subject_name, ' (', subject_id, ')')), "
               "('unit', unit_name), ('town', town), ('village', village_name), "
-              "('event_time', toString(event_time)), ('detected_time', toString(detected_time)), "
+              "('event_time', toString(toDateTime(event_time))), "
+              "('detected_time', toString(toDateTime(detected_time))), "
               "('due_time', toString(due_time)), ('title', title), ('title_en', title_en), "
               f"('version', toString(version))]) AS kv FROM {A1})",
               w=10, h=12, fields=("field", "value"),

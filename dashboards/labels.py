@@ -90,7 +90,8 @@ MAPPINGS: dict[str, Mapping] = {
         "unit": ("单位", "Unit", None), "village": ("村（社区）", "Village", None),
         "town": ("镇街", "Town", None), "event_time": ("发生时间", "Event time", None),
         "detected_time": ("发现时间", "Detected", None), "due_time": ("整改期限", "Due", None),
-        "title": ("标题", "Title", None), "version": ("版本", "Version", None)}),
+        "title": ("标题", "Title (Chinese)", None), "title_en": ("英文标题", "Title", None),
+        "version": ("版本", "Version", None)}),
 }
 
 
