@@ -70,12 +70,14 @@ _PREFIX = "$__"
 
 
 # ------------------------------------------------------------------ 1. comments
-def _scan_string(s: str, pos: int) -> int:
-    """Index after the quoted text opening at ``pos`` (doubled quotes and ``\\x`` escapes)."""
+def _scan_string(s: str, pos: int, backslash: bool = True) -> int:
+    """Index after the quoted text opening at ``pos``: doubled quotes, and ``\\x``
+    escapes when ``backslash`` (StripComments with BackslashEscape; macropro's argument
+    parser knows doubled quotes only)."""
     quote, j, n = s[pos], pos + 1, len(s)
     while j < n:
         c = s[j]
-        if c == "\\" and j + 1 < n:
+        if backslash and c == "\\" and j + 1 < n:
             j += 2
             continue
         if c == quote:
@@ -117,33 +119,25 @@ def strip_comments(sql: str) -> str:
 
 
 # ------------------------------------------------------------------ 2. arguments
-def _scan_quoted_plain(s: str, pos: int) -> int:
-    """macropro's parser ``scanStringLiteral``: doubled quotes only."""
-    quote, j, n = s[pos], pos + 1, len(s)
-    while j < n:
-        if s[j] == quote:
-            if j + 1 < n and s[j + 1] == quote:
-                j += 2
-                continue
-            return j + 1
-        j += 1
-    return n
-
-
-def _closing_paren(s: str, open_at: int) -> int:
-    depth, i, n = 0, open_at, len(s)
+def _brackets(s: str, start: int = 0):
+    """(index, character) of every ``(``, ``)`` and ``,`` outside quoted text."""
+    i, n = start, len(s)
     while i < n:
         c = s[i]
         if c in "'\"":
-            i = _scan_quoted_plain(s, i)
+            i = _scan_string(s, i, backslash=False)
             continue
-        if c == "(":
-            depth += 1
-        elif c == ")":
-            depth -= 1
-            if depth == 0:
-                return i
+        if c in "(),":
+            yield i, c
         i += 1
+
+
+def _closing_paren(s: str, open_at: int) -> int:
+    depth = 0
+    for i, c in _brackets(s, open_at):
+        depth += {"(": 1, ")": -1}.get(c, 0)
+        if c == ")" and depth == 0:
+            return i
     return -1
 
 
@@ -152,22 +146,14 @@ def _parse_args(raw: str) -> list[str]:
     if not raw:
         return []
     args: list[str] = []
-    depth = start = i = 0
-    while i < len(raw):
-        c = raw[i]
-        if c in "'\"":
-            i = _scan_quoted_plain(raw, i)
-            continue
-        if c == "(":
-            depth += 1
-        elif c == ")":
-            if depth == 0:
-                raise ValueError(f"unexpected ')' at position {i}")
-            depth -= 1
-        elif c == "," and depth == 0:
+    depth = start = 0
+    for i, c in _brackets(raw):
+        if c == ")" and depth == 0:
+            raise ValueError(f"unexpected ')' at position {i}")
+        if c == "," and depth == 0:
             args.append(raw[start:i].strip())
             start = i + 1
-        i += 1
+        depth += {"(": 1, ")": -1}.get(c, 0)
     if depth:
         raise ValueError("unbalanced parentheses in arguments")
     args.append(raw[start:].strip())
@@ -278,16 +264,12 @@ def _from_context(what: str, value: str) -> str:
     return value
 
 
-def _filter(name: str, fmt: Callable[[int], str]) -> Callable[[_Ctx, list[str]], str]:
+def _filter(name: str, fmt: Callable[[_Ctx, int], str]) -> Callable[[_Ctx, list[str]], str]:
+    """``col >= fmt(from) AND col <= fmt(to)`` (timeFilter, timeFilter_ms, dateFilter)."""
     def f(c: _Ctx, a: list[str]) -> str:
         col, = _n(name, a, 1)
-        return f"{col} >= {fmt(c.from_ms)} AND {col} <= {fmt(c.to_ms)}"
+        return f"{col} >= {fmt(c, c.from_ms)} AND {col} <= {fmt(c, c.to_ms)}"
     return f
-
-
-def _date_filter(c: _Ctx, a: list[str]) -> str:
-    col, = _n("dateFilter", a, 1)
-    return f"{col} >= {_date(c, c.from_ms)} AND {col} <= {_date(c, c.to_ms)}"
 
 
 def _date_time_filter(c: _Ctx, a: list[str]) -> str:
@@ -320,7 +302,7 @@ _MACROS: dict[str, Callable[[_Ctx, list[str]], str]] = {
     "table": lambda c, a: _from_context("table", c.table),
     "column": lambda c, a: _from_context("column", c.column),
     # pkg/macros ClickHouseMacros: overrides of the defaults …
-    "timeFilter": _filter("timeFilter", _dt),
+    "timeFilter": _filter("timeFilter", lambda c, ms: _dt(ms)),
     "timeFrom": _bound("timeFrom", ">=", "from_ms"),
     "timeTo": _bound("timeTo", "<=", "to_ms"),
     "timeGroup": _time_group,
@@ -329,8 +311,8 @@ _MACROS: dict[str, Callable[[_Ctx, list[str]], str]] = {
     "toTime": lambda c, a: _dt(c.to_ms),
     "fromTime_ms": lambda c, a: _dt64(c.from_ms),
     "toTime_ms": lambda c, a: _dt64(c.to_ms),
-    "timeFilter_ms": _filter("timeFilter_ms", _dt64),
-    "dateFilter": _date_filter,
+    "timeFilter_ms": _filter("timeFilter_ms", lambda c, ms: _dt64(ms)),
+    "dateFilter": _filter("dateFilter", _date),
     "dateTimeFilter": _date_time_filter,
     "dt": _date_time_filter,
     "timeInterval": _time_interval,
