@@ -13,9 +13,10 @@ every archive read keeps one row per ``event_id`` (``LIMIT 1 BY``).
 
 from __future__ import annotations
 
-from .labels import CLOCK_ACTIONS, CLOSED_STATES, RECTIFY_DAYS, RULE_NAMES, STARTED_STAGES, sql_list
+from .labels import CLOCK_ACTIONS, CLOSED_STATES, RULE_NAMES, STARTED_STAGES, sql_list
 from .model import Column as C
 from .model import Dashboard, Layer, Panel, Query, Series, T, Var
+from .thresholds import Th
 
 __all__ = ["DASHBOARDS", "dashboards", "get"]
 
@@ -53,9 +54,11 @@ _ALERTS = """(
                  a.subject_type = 'project' AND a.project_name != '', a.project_name,
                  a.subject_type = 'village' AND v.village_name != '', v.village_name,
                  a.subject_id) AS subject_name,
-         if(s.state != '', s.state, 'open') AS state, s.escalations AS escalations,
-         addDays(toDateTime(if(toUnixTimestamp(s.clock_from) > 0, s.clock_from, a.detected_time)),
-                 if(a.level = 'red', <<RED_DAYS>>, <<YELLOW_DAYS>>)) AS due_time
+         if(s.state != '', s.state, 'open') AS state, s.state_time AS state_time,
+         s.escalations AS escalations,
+         addSeconds(toDateTime(if(toUnixTimestamp(s.clock_from) > 0, s.clock_from, a.detected_time)),
+                    toInt64(86400 * if(a.level = 'red', {{th:lifecycle.red_days@a.rule}},
+                                       {{th:lifecycle.yellow_days@a.rule}}))) AS due_time
   FROM (
     SELECT al.alert_id AS alert_id, al.version AS version, al.rule AS rule, al.level AS level,
            al.subject_type AS subject_type, al.subject_id AS subject_id, al.unit_id AS unit_id,
@@ -79,8 +82,7 @@ _ALERTS = """(
 def alerts(where: str) -> str:
     """Current alerts with names, town, state and deadline (a subquery), filtered by ``where``
     (over ``a.*``, ``v.town``)."""
-    return _sub(_ALERTS, VILLAGES=VILLAGES, UNITS=UNITS, STATES=STATES, WHERE=where,
-                RED_DAYS=str(RECTIFY_DAYS["red"]), YELLOW_DAYS=str(RECTIFY_DAYS["yellow"]))
+    return _sub(_ALERTS, VILLAGES=VILLAGES, UNITS=UNITS, STATES=STATES, WHERE=where)
 
 
 #: an alert belongs to the dashboard's period when it happened or was raised in it
@@ -91,9 +93,11 @@ def _all(column: str, var: str) -> str:
     return f"$__conditionalAll({column} IN (${{{var}:singlequote}}), ${var})"
 
 
-OVERVIEW_WHERE = " AND ".join([
-    IN_RANGE, _all("v.town", "town"), _all("a.vkey", "village"),
+#: the Overview's filters (town, village, unit, rule, level), whatever the time
+OVERVIEW_FILTERS = " AND ".join([
+    _all("v.town", "town"), _all("a.vkey", "village"),
     _all("a.unit_id", "unit"), _all("a.rule", "rule"), _all("a.level", "level")])
+OVERVIEW_WHERE = f"{IN_RANGE} AND {OVERVIEW_FILTERS}"
 VEHICLE_WHERE = " AND ".join([
     IN_RANGE, "a.subject_type = 'vehicle'", _all("a.unit_id", "unit"),
     _all("a.subject_id", "vehicle")])
@@ -192,6 +196,7 @@ PAY_ALERTS = """(
 
 _PROJ = """(
   SELECT rp.project_id AS project_id, rp.name AS project_name, rp.village_id AS village_id,
+         rp.unit_id AS unit_id,
          if(v.village_name != '', v.village_name, rp.village_id) AS village_name, v.town AS town,
          rp.budget_yuan AS budget_yuan, rp.planned_start AS planned_start, rp.planned_end AS planned_end,
          pr.reports AS reports, pr.started AS started,
@@ -234,7 +239,7 @@ V_RULE = Var("rule", T("规则", "Rule"), kind="custom",
 V_LEVEL = Var("level", T("级别", "Level"), kind="custom",
               options=(("red", T("红色", "Red")), ("yellow", T("黄色", "Yellow"))))
 V_ALERT = Var("alert_id", T("预警", "Alert"), multi=False, include_all=False, sql=(
-    "SELECT alert_id, concat(formatDateTime(event_time, '%Y-%m-%d %H:%i'), ' ', rule, ' ', subject_id) "
+    "SELECT alert_id, concat(substring(toString(event_time), 1, 16), ' ', rule, ' ', subject_id) "
     "FROM __DB__.alerts FINAL WHERE $__timeFilter(event_time) OR $__timeFilter(detected_time) "
     "ORDER BY event_time DESC LIMIT 500"))
 
@@ -262,6 +267,9 @@ def _red_yellow_series() -> tuple[Series, Series]:
 
 # ================================================================= Overview
 A = alerts(OVERVIEW_WHERE)
+#: every alert the filters select, whenever it happened: what is open *now* is counted here
+#: (an overdue start dated before the period is still open), the period governs the rest
+A_NOW = alerts(OVERVIEW_FILTERS)
 
 OVERVIEW = Dashboard(
     key="overview", uid="lw-overview",
@@ -270,31 +278,35 @@ OVERVIEW = Dashboard(
                   "Open red/yellow alerts, trend, where and by whom, newest red alerts, rectification"),
     variables=[V_TOWN, V_VILLAGE, V_UNIT, V_RULE, V_LEVEL],
     panels=[
-        Panel("open_red", T("红色预警（待处置）", "Red (open)"), "stat",
-              f"SELECT count() AS open_red FROM {A} WHERE level = 'red' AND state = 'open'",
+        Panel("open_red", T("红色预警（当前待处置）", "Red (open now)"), "stat",
+              f"SELECT count() AS open_red FROM {A_NOW} WHERE level = 'red' AND state = 'open'",
               w=6, h=4, fields=("open_red",), thresholds=((None, "green"), (1, "red")),
-              description=T("红色且尚未报告整改", "Red alerts with no rectification reported")),
-        Panel("open_yellow", T("黄色预警（待处置或整改中）", "Yellow (open or rectifying)"), "stat",
-              f"SELECT count() AS open_yellow FROM {A} "
+              description=T("当前尚未报告整改的红色预警，不论发生在何时",
+                            "Red alerts with no rectification reported yet, whenever they happened")),
+        Panel("open_yellow", T("黄色预警（当前待处置或整改中）", "Yellow (open or rectifying now)"), "stat",
+              f"SELECT count() AS open_yellow FROM {A_NOW} "
               f"WHERE (level = 'yellow' AND state = 'open') OR state = 'rectifying'",
               w=6, h=4, fields=("open_yellow",), thresholds=((None, "green"), (1, "yellow")),
-              description=T("黄色预警，以及已报告整改、待核实的红色预警",
-                            "Yellow alerts, and red ones whose rectification awaits verification")),
-        Panel("closed", T("已办结或核销（绿色）", "Closed or dismissed (green)"), "stat",
-              f"SELECT count() AS closed FROM {A} WHERE state IN {CLOSED}",
-              w=6, h=4, fields=("closed",), thresholds=((None, "green"),)),
-        Panel("overdue_count", T("逾期未整改", "Overdue"), "stat",
-              f"SELECT count() AS overdue FROM {A} WHERE {OVERDUE}",
+              description=T("当前的黄色预警，以及已报告整改、待核实的红色预警，不论发生在何时",
+                            "Yellow alerts, and red ones whose rectification awaits verification, "
+                            "whenever they happened")),
+        Panel("closed", T("本期办结或核销（绿色）", "Closed or dismissed in the period (green)"), "stat",
+              f"SELECT count() AS closed FROM {A_NOW} WHERE state IN {CLOSED} AND $__timeFilter(state_time)",
+              w=6, h=4, fields=("closed",), thresholds=((None, "green"),),
+              description=T("统计时段内核实办结或核销的预警", "Alerts verified or dismissed within the period")),
+        Panel("overdue_count", T("逾期未整改（当前）", "Overdue (now)"), "stat",
+              f"SELECT count() AS overdue FROM {A_NOW} WHERE {OVERDUE}",
               w=6, h=4, fields=("overdue",), thresholds=((None, "green"), (1, "red")),
-              description=T(f"红色{RECTIFY_DAYS['red']}天、黄色{RECTIFY_DAYS['yellow']}天内未报告整改",
-                            f"No rectification reported within {RECTIFY_DAYS['red']} days (red) / "
-                            f"{RECTIFY_DAYS['yellow']} days (yellow)")),
+              description=T("红色{{th:lifecycle.red_days}}天、黄色{{th:lifecycle.yellow_days}}天内未报告整改，"
+                            "不论发生在何时",
+                            "No rectification reported within {{th:lifecycle.red_days}} days (red) / "
+                            "{{th:lifecycle.yellow_days}} days (yellow), whenever they happened")),
         Panel("trend", T("预警趋势", "Alerts over time"), "timeseries",
               f"SELECT $__timeInterval(event_time) AS time, countIf(level = 'red') AS red, "
               f"countIf(level = 'yellow') AS yellow FROM {A} GROUP BY time ORDER BY time",
               w=16, h=9, x="time", fields=("time", "red", "yellow"), series=_red_yellow_series(),
               interval="6h", stacked=True),
-        Panel("state", T("整改状态", "Rectification status"), "piechart",
+        Panel("state", T("本期预警整改状态", "Rectification status (period)"), "piechart",
               f"SELECT state, count() AS alerts FROM {A} GROUP BY state ORDER BY alerts DESC",
               w=8, h=9, x="state", x_mapping="state", fields=("state", "alerts"),
               series=(Series("alerts", T("预警数", "Alerts"), "blue"),)),
@@ -345,7 +357,7 @@ OVERVIEW = Dashboard(
                        COL_TITLE_EN, COL_STATE, COL_ALERT)),
         Panel("overdue", T("逾期未整改预警", "Overdue alerts"), "table",
               f"SELECT level, rule, subject_name, town, village_name, unit_name, detected_time, due_time, "
-              f"dateDiff('day', due_time, $__toTime) AS days_overdue, escalations, state, alert_id FROM {A} "
+              f"dateDiff('day', due_time, $__toTime) AS days_overdue, escalations, state, alert_id FROM {A_NOW} "
               f"WHERE {OVERDUE} ORDER BY days_overdue DESC, level, alert_id LIMIT 100",
               w=24, h=9, fields=("level", "rule", "due_time", "days_overdue", "state", "alert_id"),
               columns=(COL_LEVEL, COL_RULE, COL_SUBJECT, COL_TOWN, COL_VILLAGE, COL_UNIT,
@@ -354,14 +366,16 @@ OVERVIEW = Dashboard(
                        C("days_overdue", T("逾期天数", "Days overdue"), "number", unit="d",
                          thresholds=((None, "yellow"), (7, "red")), colored=True, width=90),
                        C("escalations", T("逾期上报次数", "Escalations"), "number", width=90),
-                       COL_STATE, COL_ALERT)),
+                       COL_STATE, COL_ALERT),
+              description=T("当前逾期的预警，不论发生在何时", "Overdue now, whenever they happened")),
     ],
     tags=("lianwatch",),
 )
 
 # ================================================================= Vehicles & fuel
 AV = alerts(VEHICLE_WHERE)
-_DIST = ("if(al.away, al.away_m, if(g.subject_id != '' AND dateDiff('second', g.ping_time, fu.event_time) <= 600 "
+_DIST = ("if(al.away, al.away_m, if(g.subject_id != '' AND dateDiff('second', g.ping_time, fu.event_time) "
+         "<= 60 * {{th:fuel.position_window_min}} "
          "AND fu.station_coord IN ('', 'wgs84'), "
          "greatCircleDistance(g.plon, g.plat, fu.station_lon, fu.station_lat), NULL))")
 
@@ -401,13 +415,15 @@ VEHICLES_DB = Dashboard(
                        C("tank_liters", T("油箱容积", "Tank"), "number", unit="litre", decimals=0, width=80),
                        C("amount_yuan", T("金额", "Amount"), "number", unit=YUAN, decimals=2, width=90),
                        C("distance_m", T("距车辆（米）", "Distance to car (m)"), "number", unit="lengthm",
-                         decimals=0, thresholds=((None, "green"), (500, "red")), colored=True, width=110),
+                         decimals=0, thresholds=((None, "green"), (Th("fuel.station_radius_m"), "red")),
+                         colored=True, width=110),
                        C("vehicle_state", T("车辆状态", "Car"), mapping="vehicle_state", width=90),
                        C("rule", T("预警", "Alert"), mapping="rule", width=150),
                        C("txn_id", T("交易号", "Txn"), width=150), COL_VEHICLE_ID),
-              description=T("距离取自预警证据；无预警的交易按加油前最近一次定位（10分钟内、WGS-84站点）计算",
+              description=T("距离取自预警证据；无预警的交易按加油前最近一次定位"
+                            "（{{th:fuel.position_window_min}}分钟内、WGS-84站点）计算",
                             "Distance from the alert's evidence, else from the last fix before the fill "
-                            "(within 10 min, WGS-84 stations)")),
+                            "(within {{th:fuel.position_window_min}} min, WGS-84 stations)")),
         Panel("track", T("加油前后30分钟车辆轨迹", "Track 30 min around each fill"), "geomap",
               f"SELECT g.plat AS lat, g.plon AS lon, g.ping_time AS time, fu.txn_id AS txn_id, fu.plate AS plate, "
               f"dateDiff('second', fu.event_time, g.ping_time) AS offset_s "
@@ -575,10 +591,13 @@ PROJECTS_DB = Dashboard(
               f"SELECT count() AS projects FROM {PROJ}", w=8, h=4, fields=("projects",),
               thresholds=((None, "blue"),)),
         Panel("late_start", T("逾期未开工", "Start overdue"), "stat",
-              f"SELECT countIf(NOT started AND addDays(planned_start, 7) < toDate($__toTime)) AS late "
+              f"SELECT countIf(NOT started AND addDays(planned_start, "
+              f"toInt64({{{{th:project.start_grace_days@village_id,unit_id}}}})) < toDate($__toTime)) AS late "
               f"FROM {PROJ}", w=8, h=4, fields=("late",), thresholds=((None, "green"), (1, "yellow"))),
-        Panel("mismatch_count", T("拨付超进度30%以上", "Paid > progress + 30%"), "stat",
-              f"SELECT countIf(reports > 0 AND disbursed_yuan / budget_yuan - percent_complete / 100 > 0.30) "
+        Panel("mismatch_count", T("拨付超进度{{th:project.disbursement_gap%}}%以上",
+                                  "Paid > progress + {{th:project.disbursement_gap%}}%"), "stat",
+              f"SELECT countIf(reports > 0 AND disbursed_yuan / budget_yuan - percent_complete / 100 > "
+              f"{{{{th:project.disbursement_gap@village_id,unit_id}}}}) "
               f"AS mismatched FROM {PROJ}", w=8, h=4, fields=("mismatched",),
               thresholds=((None, "green"), (1, "red"))),
         Panel("start", T("计划开工与实际开工", "Planned vs reported start"), "table",
@@ -591,7 +610,8 @@ PROJECTS_DB = Dashboard(
                        C("planned_start", T("计划开工", "Planned start"), "date", width=100),
                        C("reported_start", T("报告开工", "Reported start"), "date", width=100),
                        C("start_delay_days", T("开工延迟（天）", "Start delay (days)"), "number",
-                         thresholds=((None, "green"), (7, "yellow"), (30, "red")), colored=True, width=110),
+                         thresholds=((None, "green"), (Th("project.start_grace_days"), "yellow"),
+                                     (Th("project.start_red_days"), "red")), colored=True, width=110),
                        C("started", T("开工", "Started"), mapping="started", colored=True, width=70),
                        C("last_stage", T("最新阶段", "Stage"), mapping="stage", width=80),
                        C("project_id", T("编号", "Id"), width=80))),
@@ -613,7 +633,8 @@ PROJECTS_DB = Dashboard(
                        C("last_stage", T("最新阶段", "Stage"), mapping="stage", width=80),
                        C("last_report_date", T("最近报告", "Last report"), "date", width=100),
                        C("silent_days", T("停报天数", "Silent days"), "number",
-                         thresholds=((None, "green"), (30, "yellow"), (60, "red")), colored=True, width=80),
+                         thresholds=((None, "green"), (Th("project.stall_days", 0.5), "yellow"),
+                                     (Th("project.stall_days"), "red")), colored=True, width=80),
                        C("progress_pct", T("进度%", "Progress %"), "number", unit="percent", width=70))),
         Panel("project_alerts", T("项目预警", "Project alerts"), "table",
               f"SELECT event_time, level, rule, subject_name AS project_name, village_name, title, title_en, "
@@ -643,7 +664,8 @@ ALERT_DB = Dashboard(
               "SELECT arrayJoin([('alert_id', alert_id), ('rule', rule), ('level', level), ('state', state), "
               "('subject_type', subject_type), ('subject', concat(subject_name, ' (', subject_id, ')')), "
               "('unit', unit_name), ('town', town), ('village', village_name), "
-              "('event_time', toString(event_time)), ('detected_time', toString(detected_time)), "
+              "('event_time', toString(toDateTime(event_time))), "
+              "('detected_time', toString(toDateTime(detected_time))), "
               "('due_time', toString(due_time)), ('title', title), ('title_en', title_en), "
               f"('version', toString(version))]) AS kv FROM {A1})",
               w=10, h=12, fields=("field", "value"),

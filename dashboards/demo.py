@@ -9,17 +9,21 @@ from typing import Any
 __all__ = ["after_demo"]
 
 
-def after_demo(*, settings: Any, store: Any, data_dir: str | Path, result: Any = None) -> Path | None:
-    """Write the report next to the demo's store and print its path. Never fails the demo."""
+def after_demo(*, store: Any, data_dir: str | Path, thresholds: Any = None,
+               lang: str = "zh") -> Path | None:
+    """Write the report next to the demo's store and print its path. Never fails the demo.
+
+    ``thresholds``: the panels' thresholds (:class:`~.thresholds.Thresholds`; default: the
+    contract's)."""
     from .report import write_report
 
     out = Path(data_dir) / "report.html"
     try:
-        path = write_report(store, out, lang=getattr(settings, "lang", "zh"),
-                            database=getattr(store, "db", "lianwatch"))
+        path = write_report(store, out, lang=lang, database=getattr(store, "db", "lianwatch"),
+                            thresholds=thresholds)
     except Exception as exc:  # the report is a convenience; the demo's results stand
         print(f"report: not written ({exc})", file=sys.stderr)
         return None
-    label = "报告 report" if getattr(settings, "lang", "zh") == "zh" else "report"
+    label = "报告 report" if lang == "zh" else "report"
     print(f"{label}: {path.resolve()}")
     return path

@@ -1,4 +1,4 @@
-"""Panel definitions → Grafana dashboard JSON (Grafana 11, schemaVersion 39), and
+"""Panel definitions → Grafana dashboard JSON (Grafana 12, ``schemaVersion`` 42), and
 the structural checks every built dashboard must pass.
 
 Languages: each dashboard is built twice, Chinese (uid ``lw-overview``, the
@@ -9,8 +9,23 @@ and value mappings differ (``title`` vs ``title_en`` columns are hidden by
 language).
 
 Queries use the ClickHouse data source provisioned with uid
-:data:`DATASOURCE_UID` (``grafana-clickhouse-datasource``, plugin 4.x: raw SQL
-editor, ``format`` 0 = time series, 1 = table).
+:data:`DATASOURCE_UID` (``grafana-clickhouse-datasource`` 4.20.0: raw SQL
+editor, ``format`` 0 = time series, 1 = table). Where the version fields come from:
+
+* ``pluginVersion`` "4.20.0": the plugin release the macros follow
+  (:data:`.plugin_macros.PLUGIN_VERSION`; tag ``v4.20.0``, ``package.json`` "version").
+* ``queryType`` "timeseries" / "table": the plugin's ``QueryType`` enum
+  (``src/types/queryBuilder.ts``: ``TimeSeries = 'timeseries'``, ``Table = 'table'``).
+* ``schemaVersion`` 42: "Latest Version: 42 … Schema version 42 is the final version
+  for the v1 dashboard API" (grafana/grafana
+  ``apps/dashboard/pkg/migration/schemaversion/README.md``); the migrations 40–42
+  (string ``refresh``, no ``timepicker.time_options``, ``hideFrom.tooltip``) find
+  nothing to change in what is built here. 4.20.0 needs Grafana 11.6 or later
+  (its ``docs/sources/_index.md``).
+
+Variable queries are written like panel SQL (``__DB__``, macros, other variables)
+and rendered the same way; a variable whose query uses the time range is
+refreshed when the range changes (``refresh`` 2), the others on load (1).
 """
 
 from __future__ import annotations
@@ -22,16 +37,17 @@ from typing import Any
 
 from .labels import MAPPINGS
 from .macros import ALL, variables_used
-from .model import Column, Dashboard, Panel, T, Var, layout
+from .model import DB_TOKEN, Column, Dashboard, Panel, T, Var, layout
+from .plugin_macros import PLUGIN_VERSION
 from .run import sql_for
+from .thresholds import DEFAULT, Thresholds
 
 __all__ = ["DATASOURCE_TYPE", "DATASOURCE_UID", "PLUGIN_VERSION", "build_dashboard", "build_all",
            "check_dashboards", "LANGS", "dashboard_filename"]
 
 DATASOURCE_TYPE = "grafana-clickhouse-datasource"
 DATASOURCE_UID = "lianwatch-clickhouse"
-PLUGIN_VERSION = "4.0.0"
-SCHEMA_VERSION = 39
+SCHEMA_VERSION = 42
 LANGS = ("zh", "en")
 FOLDER_UID = "lianwatch"
 FOLDER_TITLE = "小微权力监督 lianwatch"
@@ -43,8 +59,8 @@ def _ds() -> dict[str, str]:
     return {"type": DATASOURCE_TYPE, "uid": DATASOURCE_UID}
 
 
-def _steps(th: Iterable[tuple[float | None, str]] | None) -> dict[str, Any]:
-    steps = [{"color": c, "value": v} for v, c in (th or ((None, "green"),))]
+def _steps(th: Iterable[tuple[Any, str]] | None, thresholds: Thresholds = DEFAULT) -> dict[str, Any]:
+    steps = [{"color": c, "value": thresholds.step(v)} for v, c in (th or ((None, "green"),))]
     return {"mode": "absolute", "steps": steps}
 
 
@@ -78,10 +94,10 @@ def _link(kind: str, lang: str, uids: dict[str, str]) -> dict[str, Any]:
     raise KeyError(kind)
 
 
-def _target(ref: str, sql: str, timeseries: bool, database: str) -> dict[str, Any]:
+def _target(ref: str, sql: str, timeseries: bool, database: str, th: Thresholds) -> dict[str, Any]:
     return {"refId": ref, "datasource": _ds(), "editorType": "sql",
-            "queryType": "timeSeries" if timeseries else "table", "format": 0 if timeseries else 1,
-            "rawSql": sql_for(sql, database), "pluginVersion": PLUGIN_VERSION}
+            "queryType": "timeseries" if timeseries else "table", "format": 0 if timeseries else 1,
+            "rawSql": sql_for(sql, database, th), "pluginVersion": PLUGIN_VERSION}
 
 
 def _by_name(name: str, props: list[dict[str, Any]]) -> dict[str, Any]:
@@ -95,7 +111,8 @@ def _series_overrides(p: Panel, lang: str) -> list[dict[str, Any]]:
             for s in p.series]
 
 
-def _column_overrides(cols: Iterable[Column], lang: str, uids: dict[str, str]) -> list[dict[str, Any]]:
+def _column_overrides(cols: Iterable[Column], lang: str, uids: dict[str, str],
+                      th: Thresholds) -> list[dict[str, Any]]:
     out = []
     for c in cols:
         props: list[dict[str, Any]] = [{"id": "displayName", "value": c.label(lang)}]
@@ -112,7 +129,7 @@ def _column_overrides(cols: Iterable[Column], lang: str, uids: dict[str, str]) -
         if c.mapping:
             props.append({"id": "mappings", "value": _mappings(c.mapping, lang)})
         if c.thresholds:
-            props.append({"id": "thresholds", "value": _steps(c.thresholds)})
+            props.append({"id": "thresholds", "value": _steps(c.thresholds, th)})
             props.append({"id": "color", "value": {"mode": "thresholds"}})
         if c.colored:
             props.append({"id": "custom.cellOptions", "value": {"type": "color-background", "mode": "basic"}})
@@ -126,18 +143,18 @@ def _column_overrides(cols: Iterable[Column], lang: str, uids: dict[str, str]) -
 
 
 def _panel(p: Panel, pos: dict[str, int], pid: int, lang: str, uids: dict[str, str],
-           database: str) -> dict[str, Any]:
+           database: str, th: Thresholds) -> dict[str, Any]:
     ts = p.kind == "timeseries"
     d: dict[str, Any] = {
-        "id": pid, "type": p.kind, "title": p.title(lang), "gridPos": dict(pos),
+        "id": pid, "type": p.kind, "title": th.render(p.title(lang)), "gridPos": dict(pos),
         "datasource": _ds(),
-        "targets": [_target(q.ref, q.sql, ts, database) for q in p.queries()],
+        "targets": [_target(q.ref, q.sql, ts, database, th) for q in p.queries()],
     }
     if p.description:
-        d["description"] = p.description(lang)
+        d["description"] = th.render(p.description(lang))
     if p.interval:
         d["interval"] = p.interval
-    defaults: dict[str, Any] = {"thresholds": _steps(p.thresholds), "mappings": []}
+    defaults: dict[str, Any] = {"thresholds": _steps(p.thresholds, th), "mappings": []}
     if p.unit:
         defaults["unit"] = p.unit
     if p.decimals is not None:
@@ -182,7 +199,7 @@ def _panel(p: Panel, pos: dict[str, int], pid: int, lang: str, uids: dict[str, s
     elif p.kind == "table":
         defaults["custom"] = {"align": "auto", "cellOptions": {"type": "auto"}, "inspect": False,
                               "filterable": True}
-        overrides = _column_overrides(p.columns, lang, uids)
+        overrides = _column_overrides(p.columns, lang, uids, th)
         d["options"] = {"showHeader": True, "cellHeight": "sm", "footer": {"show": False},
                         "sortBy": []}
         d["transformations"] = [{"id": "organize", "options": {
@@ -220,7 +237,11 @@ def _esc(s: str) -> str:
     return s.replace(",", "\\,")
 
 
-def _variable(v: Var, lang: str) -> dict[str, Any]:
+def _uses_time(sql: str) -> bool:
+    return bool(re.search(r"\$__(time|from|to|date|dt\b|interval)|\$\{?__(from|to)\b", sql))
+
+
+def _variable(v: Var, lang: str, database: str, th: Thresholds) -> dict[str, Any]:
     base: dict[str, Any] = {"name": v.name, "label": v.label(lang), "hide": 2 if v.hide else 0,
                             "skipUrlSync": False, "multi": v.multi, "includeAll": v.include_all}
     if v.include_all:
@@ -236,7 +257,9 @@ def _variable(v: Var, lang: str) -> dict[str, Any]:
     elif v.kind == "textbox":
         base.update(type="textbox", query="", current=cur or {"text": "", "value": ""})
     else:
-        base.update(type="query", datasource=_ds(), query=v.sql, definition=v.sql, refresh=1,
+        sql = sql_for(v.sql, database, th)
+        base.update(type="query", datasource=_ds(), query=sql, definition=sql,
+                    refresh=2 if _uses_time(sql) else 1,
                     regex="", sort=0, options=[], current=cur, allowCustomValue=True)
     return base
 
@@ -246,8 +269,9 @@ def dashboard_filename(d: Dashboard, lang: str) -> str:
 
 
 def build_dashboard(d: Dashboard, lang: str = "zh", *, all_dashboards: Iterable[Dashboard] | None = None,
-                    database: str = "lianwatch") -> dict[str, Any]:
-    """One dashboard's JSON in one language."""
+                    database: str = "lianwatch", thresholds: Thresholds | None = None) -> dict[str, Any]:
+    """One dashboard's JSON in one language, with the thresholds of the rules in force."""
+    th = thresholds or DEFAULT
     all_dashboards = list(all_dashboards or [d])
     uids = {x.key: x.uid_for(lang) for x in all_dashboards}
     pos = layout(d.panels)
@@ -263,7 +287,7 @@ def build_dashboard(d: Dashboard, lang: str = "zh", *, all_dashboards: Iterable[
     return {
         "uid": d.uid_for(lang),
         "title": d.title(lang),
-        "description": d.description(lang),
+        "description": th.render(d.description(lang)),
         "tags": [*d.tags, lang],
         "timezone": "Asia/Shanghai",
         "editable": True,
@@ -281,15 +305,16 @@ def build_dashboard(d: Dashboard, lang: str = "zh", *, all_dashboards: Iterable[
             "hide": True, "iconColor": "rgba(0, 211, 255, 1)", "name": "Annotations & Alerts",
             "type": "dashboard"}]},
         "links": links,
-        "templating": {"list": [_variable(v, lang) for v in d.variables]},
-        "panels": [_panel(p, pos[p.key], i + 1, lang, uids, database) for i, p in enumerate(d.panels)],
+        "templating": {"list": [_variable(v, lang, database, th) for v in d.variables]},
+        "panels": [_panel(p, pos[p.key], i + 1, lang, uids, database, th) for i, p in enumerate(d.panels)],
     }
 
 
 def build_all(dashboards: Iterable[Dashboard], database: str = "lianwatch",
-              langs: Iterable[str] = LANGS) -> list[dict[str, Any]]:
+              langs: Iterable[str] = LANGS, thresholds: Thresholds | None = None) -> list[dict[str, Any]]:
     ds = list(dashboards)
-    return [build_dashboard(d, lang, all_dashboards=ds, database=database) for lang in langs for d in ds]
+    return [build_dashboard(d, lang, all_dashboards=ds, database=database, thresholds=thresholds)
+            for lang in langs for d in ds]
 
 
 # ----------------------------------------------------------------- checks
@@ -316,7 +341,7 @@ def _walk_strings(obj: Any):
 
 def check_dashboards(dashboards: list[dict[str, Any]],
                      datasources: Iterable[dict[str, Any]]) -> list[str]:
-    """Problems in built dashboard JSON (empty when all is well): unique uids,
+    """Problems in built dashboard JSON (empty when all is well): no ``__DB__`` left, unique uids,
     grid positions within 24 columns and non-overlapping, every data source
     reference resolvable, every variable used defined (before use, for
     variables), every drill-down link to a known dashboard."""
@@ -328,6 +353,8 @@ def check_dashboards(dashboards: list[dict[str, Any]],
     uid_set = set(uids)
     for d in dashboards:
         uid = d.get("uid", "?")
+        if any(DB_TOKEN in x or "{{th:" in x for x in _walk_strings(d)):
+            errs.append(f"{uid}: a {DB_TOKEN} or {{{{th:…}}}} placeholder is left in the JSON")
         if not isinstance(uid, str) or not _UID_RE.match(uid):
             errs.append(f"{uid}: bad uid")
         if not d.get("title"):

@@ -8,8 +8,8 @@ highest ``seq`` (``open`` 待处置, ``rectifying`` 整改中, ``closed`` 已办
 officer's colour follows the lifecycle's display level: an open alert shows
 its level, a rectifying one yellow, a closed one green, a dismissed one grey.
 The deadline runs from the last ``open``/``raise``/``reopen`` event (else
-from detection) for :data:`RECTIFY_DAYS` of the level (the lifecycle's
-default policy; per-rule policy overrides are not visible to SQL); an alert is
+from detection) for the lifecycle policy's days of the level and rule
+(``[lifecycle]`` of the rules file, through :mod:`.thresholds`); an alert is
 *overdue* when it is still ``open`` after that deadline, measured at the end of
 the dashboard's time range (``$__toTime``). The lifecycle restarts its clock at
 each escalation (for the next step up the chain); the dashboards keep counting
@@ -22,13 +22,11 @@ from lianwatch.rules import RULES
 
 from .model import Mapping, T
 
-__all__ = ["RULE_NAMES", "MAPPINGS", "CLOSED_STATES", "RECTIFY_DAYS", "CLOCK_ACTIONS", "STARTED_STAGES",
-           "sql_list"]
+__all__ = ["RULE_NAMES", "MAPPINGS", "CLOSED_STATES", "CLOCK_ACTIONS", "STARTED_STAGES",
+           "sql_list", "sql_str"]
 
 #: states in which an alert is finished (green)
 CLOSED_STATES = ("closed", "dismissed")
-#: days to report a rectification (the lifecycle's default policy: red_days, yellow_days)
-RECTIFY_DAYS = {"red": 10, "yellow": 30}
 #: history actions that (re)start the rectification deadline
 CLOCK_ACTIONS = ("open", "raise", "reopen")
 #: progress stages at which a project counts as started (CONTRACT §3)
@@ -92,8 +90,14 @@ MAPPINGS: dict[str, Mapping] = {
         "unit": ("单位", "Unit", None), "village": ("村（社区）", "Village", None),
         "town": ("镇街", "Town", None), "event_time": ("发生时间", "Event time", None),
         "detected_time": ("发现时间", "Detected", None), "due_time": ("整改期限", "Due", None),
-        "title": ("标题", "Title", None), "version": ("版本", "Version", None)}),
+        "title": ("标题", "Title (Chinese)", None), "title_en": ("英文标题", "Title", None),
+        "version": ("版本", "Version", None)}),
 }
+
+
+def sql_str(v: str) -> str:
+    """``'a\\'b'``: a constant string in ClickHouse SQL."""
+    return "'" + v.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def sql_list(values) -> str:

@@ -2,10 +2,8 @@ r"""What Grafana and the ClickHouse data source plugin do to a panel's SQL befor
 ClickHouse sees it, re-done in Python so every panel can be run against the
 store (tests, the HTML report) exactly as Grafana would run it.
 
-Three steps, in the order the plugin applies them (grafana-clickhouse-datasource
-4.x, ``src/data/CHDatasource.ts`` ``applyTemplateVariables`` and
-``pkg/macros/macros.go``; the macro parser is grafana-plugin-sdk-go
-``data/sqlutil/macros.go``, which sqlds v4 calls):
+Three steps, in the order grafana-clickhouse-datasource 4.20.0 applies them
+(two in the browser, one in the plugin's back end):
 
 1. ``$__conditionalAll(condition, $var)`` (front end): replaced by ``1=1``
    when ``$var`` is *All* (``$__all``) or empty, else by ``condition``.
@@ -18,31 +16,15 @@ Three steps, in the order the plugin applies them (grafana-clickhouse-datasource
    ``:doublequote``, ``:regex``, ``:glob``, ``:join``, ``:text`` as Grafana.
    *All* without a custom all value means every option's value. Unknown
    variables are left untouched (and ClickHouse then fails on them).
-3. Macros (back end), longest name first, ``\$__name\b`` then an optional
-   bracketed argument list that starts right after the name (nested brackets
-   allowed, arguments split on top-level commas and trimmed):
+3. Macros (back end): :mod:`.plugin_macros`, the plugin's ``pkg/macros`` and the
+   macropro engine it is built with (comments blanked first, one forward pass,
+   nested macros innermost first). A wrong argument count fails the query, as in
+   the plugin.
 
-   ==========================  ================================================
-   ``$__timeFilter(c)``        ``c >= toDateTime(F) AND c <= toDateTime(T)``
-   ``$__timeFilter_ms(c)``     ``c >= fromUnixTimestamp64Milli(Fms) AND c <= …``
-   ``$__fromTime``             ``toDateTime(F)``; ``$__toTime``: ``toDateTime(T)``
-   ``$__fromTime_ms``          ``fromUnixTimestamp64Milli(Fms)``; ``_ms`` of to
-   ``$__dateFilter(c)``        ``c >= toDate('YYYY-MM-DD') AND c <= toDate(…)``
-   ``$__dateTimeFilter(d, t)`` ``(d >= toDate(..) AND d <= toDate(..)) AND
-                               (t >= toDateTime(F) AND t <= toDateTime(T))``;
-                               ``$__dt`` is the same
-   ``$__timeInterval(c)``      ``toStartOfInterval(toDateTime(c), INTERVAL S second)``
-                               with S = max(interval seconds, 1), truncated
-   ``$__timeInterval_ms(c)``   ``toStartOfInterval(toDateTime64(c, 3), INTERVAL M millisecond)``
-   ``$__interval_s``           S
-   ``$__interval``             Grafana's interval text (``1h``)
-   ``$__interval_ms``          interval in ms
-   ``$__timeFrom(c)``          ``c >= 'RFC3339 UTC'`` (SDK default macro);
-                               ``$__timeTo(c)`` ``c <= '…'``
-   ==========================  ================================================
-
-   F and T are whole epoch seconds (Go ``Time.Unix()``, floor), Fms/Tms epoch
-   milliseconds. A wrong argument count fails the query, as in the plugin.
+The front end steps are what 4.20.0's ``src/data/CHDatasource.ts``
+(``applyTemplateVariables``: ``applyConditionalAll``, then ``templateSrv.replace``
+with the plugin's ``format``) does; variable queries (``metricFindQuery``) go the
+same way.
 
 >>> expand_macros("SELECT 1 WHERE $__timeFilter(event_time)", 1710000000, 1710086400)
 'SELECT 1 WHERE event_time >= toDateTime(1710000000) AND event_time <= toDateTime(1710086400)'
@@ -60,14 +42,16 @@ Three steps, in the order the plugin applies them (grafana-clickhouse-datasource
 
 from __future__ import annotations
 
-from lianwatch.errors import MacroError  # noqa: F401 (re-exported)
-
 import json
 import re
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone, tzinfo
 from typing import Any, Union
+
+from lianwatch.errors import MacroError  # noqa: F401 (re-exported)
+
+from .plugin_macros import MACRO_NAMES, interpolate
 
 __all__ = [
     "ALL", "MacroError", "expand_macros", "apply_conditional_all", "interpolate_variables",
@@ -343,162 +327,11 @@ def _fmt_builtin(name: str, value: str, fmt: str | None) -> str:
 
 
 # --------------------------------------------------------------- 3. macros
-def _go_unix(ms: int) -> int:
-    return ms // 1000  # Go Time.Unix(): floor
-
-
-def _to_dt(ms: int) -> str:
-    return f"toDateTime({_go_unix(ms)})"
-
-
-def _to_dt64(ms: int) -> str:
-    return f"fromUnixTimestamp64Milli({ms})"
-
-
-class _Q:
-    def __init__(self, from_ms: int, to_ms: int, interval_ms: int, tz: tzinfo,
-                 table: str, column: str) -> None:
-        self.from_ms, self.to_ms, self.interval_ms = from_ms, to_ms, interval_ms
-        self.tz, self.table, self.column = tz, table, column
-
-    def date(self, ms: int) -> str:
-        d = datetime.fromtimestamp(_go_unix(ms), timezone.utc).astimezone(self.tz)
-        return f"toDate('{d:%Y-%m-%d}')"
-
-    def rfc3339(self, ms: int) -> str:
-        return datetime.fromtimestamp(_go_unix(ms), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _nargs(args: list[str] | None, n: int) -> list[str]:
-    got = len(args or [])
-    if got != n:
-        word = "argument" if n == 1 else "arguments"
-        raise MacroError(f"unexpected number of arguments: expected {n} {word}, received {got}")
-    return list(args or [])
-
-
-def _m_time_filter(q: _Q, a):
-    c, = _nargs(a, 1)
-    return f"{c} >= {_to_dt(q.from_ms)} AND {c} <= {_to_dt(q.to_ms)}"
-
-
-def _m_time_filter_ms(q: _Q, a):
-    c, = _nargs(a, 1)
-    return f"{c} >= {_to_dt64(q.from_ms)} AND {c} <= {_to_dt64(q.to_ms)}"
-
-
-def _m_date_filter(q: _Q, a):
-    c, = _nargs(a, 1)
-    return f"{c} >= {q.date(q.from_ms)} AND {c} <= {q.date(q.to_ms)}"
-
-
-def _m_date_time_filter(q: _Q, a):
-    d, t = _nargs(a, 2)
-    return (f"({d} >= {q.date(q.from_ms)} AND {d} <= {q.date(q.to_ms)}) AND "
-            f"({t} >= {_to_dt(q.from_ms)} AND {t} <= {_to_dt(q.to_ms)})")
-
-
-def _interval_s(q: _Q) -> int:
-    return int(max(q.interval_ms / 1000.0, 1))
-
-
-def _m_time_interval(q: _Q, a):
-    c, = _nargs(a, 1)
-    return f"toStartOfInterval(toDateTime({c}), INTERVAL {_interval_s(q)} second)"
-
-
-def _m_time_interval_ms(q: _Q, a):
-    c, = _nargs(a, 1)
-    return f"toStartOfInterval(toDateTime64({c}, 3), INTERVAL {int(max(q.interval_ms, 1))} millisecond)"
-
-
-def _m_time_from(q: _Q, a):
-    c, = _nargs(a, 1)
-    return f"{c} >= '{q.rfc3339(q.from_ms)}'"
-
-
-def _m_time_to(q: _Q, a):
-    c, = _nargs(a, 1)
-    return f"{c} <= '{q.rfc3339(q.to_ms)}'"
-
-
-def _m_time_group(q: _Q, a):
-    c, period = _nargs(a, 2)
-    order = ["minute", "hour", "day", "month", "year"]
-    if period not in order:
-        return ""
-    parts = [f"datepart({p}, {c})" for p in order[order.index(period):]]
-    return ",".join(parts)
-
-
-_MACROS: dict[str, Callable[[_Q, list[str] | None], str]] = {
-    # grafana-plugin-sdk-go sqlutil.DefaultMacros
-    "interval": lambda q, a: format_interval(q.interval_ms),
-    "interval_ms": lambda q, a: str(q.interval_ms),
-    "timeFrom": _m_time_from,
-    "timeGroup": _m_time_group,
-    "timeTo": _m_time_to,
-    "table": lambda q, a: q.table,
-    "column": lambda q, a: q.column,
-    # clickhouse-datasource pkg/macros (override the defaults of the same name)
-    "fromTime": lambda q, a: _to_dt(q.from_ms),
-    "toTime": lambda q, a: _to_dt(q.to_ms),
-    "fromTime_ms": lambda q, a: _to_dt64(q.from_ms),
-    "toTime_ms": lambda q, a: _to_dt64(q.to_ms),
-    "timeFilter": _m_time_filter,
-    "timeFilter_ms": _m_time_filter_ms,
-    "dateFilter": _m_date_filter,
-    "dateTimeFilter": _m_date_time_filter,
-    "dt": _m_date_time_filter,
-    "timeInterval": _m_time_interval,
-    "timeInterval_ms": _m_time_interval_ms,
-    "interval_s": lambda q, a: str(_interval_s(q)),
-}
-MACRO_NAMES = frozenset(_MACROS)
-# longer names first, as sqlutil.Interpolate sorts them (stable here: ties by name)
-_ORDER = sorted(_MACROS, key=lambda k: (-len(k), k))
-_NAME_RE = {k: re.compile(rf"\$__{k}\b") for k in _MACROS}
-
-
-def _parse_args(s: str) -> tuple[list[str] | None, int]:
-    """sqlutil.parseArgs: a bracketed list right at the start of ``s``."""
-    if not s.startswith("("):
-        return None, 0
-    args: list[str] = []
-    depth = 0
-    arg: list[str] = []
-    for i, ch in enumerate(s):
-        if ch == "(":
-            depth += 1
-            if depth == 1:
-                continue
-        elif ch == ")":
-            depth -= 1
-            if depth == 0:
-                args.append("".join(arg).strip())
-                return args, i + 1
-        elif ch == "," and depth == 1:
-            args.append("".join(arg).strip())
-            arg = []
-            continue
-        arg.append(ch)
-    return None, -1
-
-
 def interpolate_macros(sql: str, from_ms: int, to_ms: int, interval_ms: int, *,
                        plugin_tz: tzinfo = timezone.utc, table: str = "", column: str = "") -> str:
-    """The back end's ``sqlutil.Interpolate`` with the ClickHouse plugin's macros."""
-    q = _Q(from_ms, to_ms, interval_ms, plugin_tz, table, column)
-    for key in _ORDER:
-        matches = []
-        for m in _NAME_RE[key].finditer(sql):
-            args, length = _parse_args(sql[m.end():])
-            if length < 0:
-                raise MacroError("failed to parse macro arguments (missing close bracket?)")
-            matches.append((sql[m.start():m.end() + length], args))
-        for full, args in matches:
-            sql = sql.replace(full, _MACROS[key](q, args))
-    return sql
+    """The back end's macro expansion (:func:`.plugin_macros.interpolate`)."""
+    return interpolate(sql, from_ms, to_ms, interval_ms, plugin_tz=plugin_tz, table=table,
+                       column=column)
 
 
 # ------------------------------------------------------------------ together

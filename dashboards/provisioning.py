@@ -106,13 +106,15 @@ def provider_yaml(dashboards_path: str) -> str:
 
 
 def build(out: str | Path, *, ch: Any, dashboards_path: str | None = None,
-          database: str | None = None, langs: Iterable[str] = LANGS) -> list[Path]:
+          database: str | None = None, langs: Iterable[str] = LANGS,
+          thresholds: Any = None) -> list[Path]:
     """Write provisioning files and dashboard JSON under ``out``; return the files written.
 
-    ``ch``: the ClickHouse server Grafana reads (a ClickHouseConfig)."""
+    ``ch``: the ClickHouse server Grafana reads (a ClickHouseConfig); ``thresholds``: the
+    panels' thresholds from the rules in force (default: the contract's)."""
     out = Path(out)
     dash_dir = out / "dashboards"
-    built = build_all(DASHBOARDS, database=database or ch.database, langs=langs)
+    built = build_all(DASHBOARDS, database=database or ch.database, langs=langs, thresholds=thresholds)
     errs = check_dashboards(built, [datasource(ch)])
     if errs:
         raise BuildError("; ".join(errs))
@@ -155,7 +157,8 @@ def _absent(exc: BaseException) -> bool:
 
 def apply(url: str, *, ch: Any, token: str | None = None, with_datasource: bool = False,
           password: str | None = None, database: str | None = None,
-          langs: Iterable[str] = LANGS, timeout: float = 10.0, log=print) -> list[str]:
+          langs: Iterable[str] = LANGS, timeout: float = 10.0, log=print,
+          thresholds: Any = None) -> list[str]:
     """Push the dashboards to Grafana at ``url`` (folder created if missing, dashboards
     overwritten by uid). ``token``: a service-account token. ``with_datasource``: also
     create or update the data source for ``ch`` with ``password`` (default: ``ch``'s).
@@ -163,7 +166,7 @@ def apply(url: str, *, ch: Any, token: str | None = None, with_datasource: bool 
     from grafana_client import GrafanaApi
 
     api = GrafanaApi.from_url(url, credential=token or None, timeout=timeout)
-    built = build_all(DASHBOARDS, database=database or ch.database, langs=langs)
+    built = build_all(DASHBOARDS, database=database or ch.database, langs=langs, thresholds=thresholds)
     errs = check_dashboards(built, [datasource(ch)])
     if errs:
         raise BuildError("; ".join(errs))

@@ -19,10 +19,11 @@ from typing import Any
 
 from . import svg
 from .definitions import DASHBOARDS
-from .labels import MAPPINGS, RECTIFY_DAYS
+from .labels import MAPPINGS
 from .macros import ALL
 from .model import Column, Dashboard, Panel, T
 from .run import Context, data_time_range, resolve_variables, run_panel
+from .thresholds import DEFAULT, Thresholds
 
 __all__ = ["render_report", "write_report", "UNIT_SUFFIX"]
 
@@ -43,10 +44,10 @@ _TXT = {
     "contents": T("目录", "Contents"),
     "offline": T("本报告为离线静态页面，数据来自预警库，图表与地图不依赖网络。",
                  "A static, offline page: data from the alert store; charts and map need no network."),
-    "overdue_rule": T(f"逾期：红色预警 {RECTIFY_DAYS['red']} 天、黄色 {RECTIFY_DAYS['yellow']} 天内未报告整改"
+    "overdue_rule": T("逾期：红色预警 {{th:lifecycle.red_days}} 天、黄色 {{th:lifecycle.yellow_days}} 天内未报告整改"
                       f"（自登记、升级或重新打开起算）。",
-                      f"Overdue: no rectification reported within {RECTIFY_DAYS['red']} days (red) or "
-                      f"{RECTIFY_DAYS['yellow']} days (yellow) of registration, raise or reopening."),
+                      "Overdue: no rectification reported within {{th:lifecycle.red_days}} days (red) or "
+                      "{{th:lifecycle.yellow_days}} days (yellow) of registration, raise or reopening."),
     "empty_store": T("预警库中没有数据。", "The alert store holds no data."),
 }
 
@@ -142,7 +143,8 @@ def _colon(lang: str) -> str:
 
 class _Renderer:
     def __init__(self, store: Any, lang: str, database: str, time_from: float, time_to: float,
-                 detail_ids: set[str]) -> None:
+                 detail_ids: set[str], thresholds: Thresholds = DEFAULT) -> None:
+        self.th = thresholds
         self.store, self.lang, self.db = store, lang, database
         self.tf, self.tt = time_from, time_to
         self.detail_ids = detail_ids
@@ -178,11 +180,12 @@ class _Renderer:
             body = self.geomap(p, data, w_px, h_px - (16 if note else 0))
         else:  # pragma: no cover
             body = ""
-        desc = f'<div class="desc">{escape(p.description(lang))}</div>' if p.description and p.kind != "stat" else ""
+        desc = (f'<div class="desc">{escape(self.th.render(p.description(lang)))}</div>'
+                if p.description and p.kind != "stat" else "")
         style = (f'grid-column:{pos["x"] + 1} / span {pos["w"]};grid-row:{pos["y"] + 1} / span {pos["h"]}')
-        title_attr = f' title="{escape(p.description(lang))}"' if p.description else ""
+        title_attr = f' title="{escape(self.th.render(p.description(lang)))}"' if p.description else ""
         return (f'<div class="panel panel-{p.kind}" id="panel-{p.key}" style="{style}"{title_attr}>'
-                f'<h3>{escape(p.title(lang))}</h3>{desc}{note}<div class="body">{body}</div></div>')
+                f'<h3>{escape(self.th.render(p.title(lang)))}</h3>{desc}{note}<div class="body">{body}</div></div>')
 
     def _chosen(self, p: Panel, ctx: Context, name: str) -> str | None:
         from .run import _expand
@@ -191,7 +194,7 @@ class _Renderer:
 
     def stat(self, p: Panel, rows: list[dict]) -> str:
         v = next(iter(rows[0].values())) if rows else None
-        col = svg.color(_threshold_color(p.thresholds, v) or "blue")
+        col = svg.color(_threshold_color(self.th.steps(p.thresholds), v) or "blue")
         text = _unit_fmt(p.unit, p.decimals, self.lang)(v)
         return (f'<div class="stat" style="background:{col};color:{_text_on(col)}" data-value="{escape(str(v))}">'
                 f'{escape(text)}</div>')
@@ -218,7 +221,7 @@ class _Renderer:
             text, cls = ("–" if v is None else str(v)), ["time"]
         elif c.kind == "number":
             text, cls = _unit_fmt(c.unit, c.decimals, lang)(v), ["num"]
-            color = _threshold_color(c.thresholds, v)
+            color = _threshold_color(self.th.steps(c.thresholds), v)
         elif c.kind == "json":
             try:
                 text = json.dumps(json.loads(v), ensure_ascii=False) if isinstance(v, str) else str(v)
@@ -228,7 +231,7 @@ class _Renderer:
         else:
             text, color = _mapped(c.mapping, v, lang)
             if c.thresholds and color is None:
-                color = _threshold_color(c.thresholds, v)
+                color = _threshold_color(self.th.steps(c.thresholds), v)
         if c.link == "alert" and v in self.detail_ids:
             inner = f'<a href="#alert-{escape(str(v))}">{escape(text)}</a>'
         else:
@@ -278,7 +281,8 @@ class _Renderer:
                 if lat is None or lon is None:
                     continue
                 if layer.color_field:
-                    col = svg.color(_threshold_color(p.thresholds, r.get(layer.color_field)) or layer.color)
+                    col = svg.color(_threshold_color(self.th.steps(p.thresholds), r.get(layer.color_field))
+                                    or layer.color)
                 elif "point" in r:
                     col = svg.color(MAPPINGS["point"].color(r["point"]) or layer.color)
                 else:
@@ -323,7 +327,8 @@ class _Renderer:
                   heading: str | None = None, css: str = "dash") -> str:
         from .model import layout
         lang = self.lang
-        ctx = resolve_variables(self.store, d, self.tf, self.tt, overrides, database=self.db, lang=lang)
+        ctx = resolve_variables(self.store, d, self.tf, self.tt, overrides, database=self.db, lang=lang,
+                                thresholds=self.th)
         pos = layout(d.panels)
         panels = "".join(self.panel(p, ctx, pos[p.key]) for p in d.panels)
         filters = []
@@ -335,9 +340,10 @@ class _Renderer:
                 vals = val if isinstance(val, list) else [val]
                 shown = ("、" if lang == "zh" else ", ").join(ctx.texts.get(v.name, {}).get(x, x) for x in vals)
             filters.append(f"{v.label(lang)}{_colon(lang)}{shown}")
-        extra = f'<p class="note">{escape(_TXT["overdue_rule"](lang))}</p>' if d.key == "overview" else ""
+        extra = (f'<p class="note">{escape(self.th.render(_TXT["overdue_rule"](lang)))}</p>'
+                 if d.key == "overview" else "")
         return (f'<section class="{css}" id="{escape(anchor or d.key)}"><h2>{escape(heading or d.title(lang))}</h2>'
-                f'<p>{escape(d.description(lang))}</p><p class="note">{escape(_TXT["filters"](lang))}{_colon(lang)}'
+                f'<p>{escape(self.th.render(d.description(lang)))}</p><p class="note">{escape(_TXT["filters"](lang))}{_colon(lang)}'
                 f'{escape(("；" if lang == "zh" else "; ").join(filters))}</p>{extra}'
                 f'<div class="grid">{panels}</div></section>')
 
@@ -355,8 +361,10 @@ def _newest_red(store: Any, database: str, tf: float, tt: float, n: int) -> list
 
 def render_report(store: Any, *, time_from: float | None = None, time_to: float | None = None,
                   lang: str = "zh", details: int = 5, database: str = "lianwatch",
-                  dashboards: Iterable[Dashboard] | None = None, generated: datetime | None = None) -> str:
-    """The whole report as one HTML string (time range default: the stored data's)."""
+                  dashboards: Iterable[Dashboard] | None = None, generated: datetime | None = None,
+                  thresholds: Thresholds | None = None) -> str:
+    """The whole report as one HTML string (time range default: the stored data's;
+    ``thresholds``: of the rules in force, default the contract's)."""
     dashboards = list(dashboards or DASHBOARDS)
     if time_from is None or time_to is None:
         span = data_time_range(store, database)
@@ -366,7 +374,7 @@ def render_report(store: Any, *, time_from: float | None = None, time_to: float 
         time_from = span[0] if time_from is None else time_from
         time_to = span[1] if time_to is None else time_to
     red = _newest_red(store, database, time_from, time_to, details)
-    r = _Renderer(store, lang, database, time_from, time_to, {a for a, _, _ in red})
+    r = _Renderer(store, lang, database, time_from, time_to, {a for a, _, _ in red}, thresholds or DEFAULT)
     sections = []
     nav = []
     for d in dashboards:

@@ -15,12 +15,15 @@ from typing import Any
 
 from .macros import ALL, expand_macros, grafana_interval_ms
 from .model import DB_TOKEN, Dashboard, Panel, Var
+from .thresholds import DEFAULT, Thresholds
 
-__all__ = ["Context", "sql_for", "resolve_variables", "run_panel", "data_time_range", "panel_sql"]
+__all__ = ["Context", "sql_for", "resolve_variables", "run_panel", "data_time_range", "panel_sql",
+           "BuiltRun", "run_built"]
 
 
-def sql_for(sql: str, database: str) -> str:
-    return sql.replace(DB_TOKEN, database)
+def sql_for(sql: str, database: str, thresholds: Thresholds | None = None) -> str:
+    """A definition's SQL for one store and rules: ``__DB__`` and the ``{{th:…}}`` tokens filled."""
+    return (thresholds or DEFAULT).render(sql.replace(DB_TOKEN, database))
 
 
 @dataclass
@@ -34,10 +37,11 @@ class Context:
     texts: dict[str, dict[str, str]] = field(default_factory=dict)  # var → value → text
     database: str = "lianwatch"
     max_data_points: int = 1000
+    thresholds: Thresholds = DEFAULT
 
 
 def _expand(sql: str, ctx: Context, values: Mapping[str, Any], min_interval: str | None = None) -> str:
-    return expand_macros(sql_for(sql, ctx.database), ctx.time_from, ctx.time_to, values,
+    return expand_macros(sql_for(sql, ctx.database, ctx.thresholds), ctx.time_from, ctx.time_to, values,
                          all_values=ctx.all_values,
                          interval_ms=grafana_interval_ms(ctx.time_from, ctx.time_to,
                                                          ctx.max_data_points, min_interval))
@@ -60,9 +64,9 @@ def _var_options(store: Any, var: Var, ctx: Context, lang: str) -> list[tuple[st
 
 def resolve_variables(store: Any, dash: Dashboard, time_from: float, time_to: float,
                       overrides: Mapping[str, Any] | None = None, *, database: str = "lianwatch",
-                      lang: str = "zh") -> Context:
+                      lang: str = "zh", thresholds: Thresholds | None = None) -> Context:
     """Every variable's options and value (``overrides`` win; else All / the first option)."""
-    ctx = Context(time_from, time_to, database=database)
+    ctx = Context(time_from, time_to, database=database, thresholds=thresholds or DEFAULT)
     overrides = dict(overrides or {})
     for var in dash.variables:
         opts = _var_options(store, var, ctx, lang)
@@ -95,6 +99,62 @@ def run_panel(store: Any, panel: Panel, ctx: Context, *, report: bool = False) -
     for q in panel.queries():
         out[q.ref] = store.query(panel_sql(panel, ctx, q.ref, values))
     return out
+
+
+@dataclass
+class BuiltRun:
+    """What Grafana would send for one built dashboard: per variable its options
+    (value, text) and chosen value; per panel query (panel id, refId) the SQL and rows."""
+
+    options: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    values: dict[str, Any] = field(default_factory=dict)
+    variable_sql: dict[str, str] = field(default_factory=dict)
+    sql: dict[tuple[int, str], str] = field(default_factory=dict)
+    rows: dict[tuple[int, str], list[dict]] = field(default_factory=dict)
+
+
+def _json_options(store: Any, v: dict[str, Any], ctx: Context, run: BuiltRun) -> list[tuple[str, str]]:
+    if v["type"] == "custom":
+        return [(o["value"], o["text"]) for o in v.get("options", []) if o["value"] != ALL]
+    if v["type"] != "query":
+        return []
+    sql = _expand(v["query"], ctx, ctx.values)  # the query exactly as the JSON holds it
+    run.variable_sql[v["name"]] = sql
+    out = []
+    for r in store.query(sql):  # metricFindQuery: first field the value, second the text
+        vals = list(r.values())
+        value = "" if vals[0] is None else str(vals[0])
+        out.append((value, str(vals[1]) if len(vals) > 1 and vals[1] is not None else value))
+    return out
+
+
+def run_built(store: Any, dash: dict[str, Any], time_from: float, time_to: float,
+              overrides: Mapping[str, Any] | None = None, *, max_data_points: int = 1000,
+              panels: bool = True) -> BuiltRun:
+    """Run a *built* dashboard (its JSON) as Grafana would: variables in order, each
+    query from the JSON expanded with the values before it, then every panel target's
+    ``rawSql`` with the panel's ``interval`` (``panels=False``: the variables only).
+    Nothing from the Python definitions is used."""
+    overrides = dict(overrides or {})
+    ctx = Context(time_from, time_to, max_data_points=max_data_points)
+    run = BuiltRun()
+    for v in dash.get("templating", {}).get("list", []):
+        opts = _json_options(store, v, ctx, run)
+        run.options[v["name"]] = opts
+        ctx.all_values[v["name"]] = [x for x, _ in opts]
+        if v["name"] in overrides:
+            value = overrides[v["name"]]
+        elif v.get("includeAll"):
+            value = [ALL] if v.get("multi") else ALL
+        else:
+            value = opts[0][0] if opts else ""
+        ctx.values[v["name"]] = run.values[v["name"]] = value
+    for p in dash.get("panels", []) if panels else []:
+        for t in p.get("targets", []):
+            key = (p["id"], t["refId"])
+            run.sql[key] = sql = _expand(t["rawSql"], ctx, ctx.values, p.get("interval"))
+            run.rows[key] = store.query(sql)
+    return run
 
 
 def data_time_range(store: Any, database: str = "lianwatch") -> tuple[float, float] | None:

@@ -86,7 +86,11 @@ class NotifySettings(BaseSettings):
     provider: Literal["outbox", "aliyun", "tencent"] = "outbox"
     #: the outbox JSONL (default: DATA_DIR/outbox.jsonl)
     outbox: str | None = None
-    #: key of the HMAC that hashes phone numbers in the notifications table
+    #: whose limits the outbox applies (the carrier it previews)
+    outbox_carrier: Literal["aliyun", "tencent"] = "aliyun"
+    #: key of the HMAC that hashes phone numbers in the notifications table; unset, an
+    #: embedded store makes its own (``STORE/phone-hash.key``, 0600) and a server store is
+    #: refused (lianwatch.lifecycle.hashkey)
     phone_hash_key: SecretStr = SecretStr("")
     #: TOML with [lifecycle] and [notify] (default: the rules file)
     policy_file: str | None = None

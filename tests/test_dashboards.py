@@ -28,51 +28,182 @@ DS = [{"type": DATASOURCE_TYPE, "uid": DATASOURCE_UID}]
 
 
 # ============================================================ macro expansion
+def _ms(iso: str) -> int:
+    return round(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+#: grafana/clickhouse-datasource v4.20.0, pkg/macros/macros_test.go, ported case by case:
+#: (Go test, SQL, from, to, interval ms, expected SQL — or MacroError)
+P1 = ("2014-11-12T11:45:26.371Z", "2015-11-12T11:45:26.371Z")  # the handler tests' range
+P2 = ("2014-11-12T11:45:26.123Z", "2015-11-12T11:45:26.456Z")  # TestInterpolate*'s range
+PLUGIN_CASES = [
+    ("TestMacroFromTimeFilter", "$__fromTime", *P1, 0, "toDateTime(1415792726)"),
+    ("TestMacroToTimeFilter", "$__toTime", *P1, 0, "toDateTime(1447328726)"),
+    ("TestMacroFromTimeFilterMs", "$__fromTime_ms", *P1, 0, "fromUnixTimestamp64Milli(1415792726371)"),
+    ("TestMacroToTimeFilterMs", "$__toTime_ms", *P1, 0, "fromUnixTimestamp64Milli(1447328726371)"),
+    ("TestMacroDateFilter", "$__dateFilter(dateCol)", *P1, 0,
+     "dateCol >= toDate('2014-11-12') AND dateCol <= toDate('2015-11-12')"),
+    ("TestMacroDateTimeFilter", "$__dateTimeFilter(dateCol, timeCol)", *P1, 0,
+     "(dateCol >= toDate('2014-11-12') AND dateCol <= toDate('2015-11-12')) AND "
+     "(timeCol >= toDateTime(1415792726) AND timeCol <= toDateTime(1447328726))"),
+    ("TestMacroTimeInterval", "$__timeInterval(col)", *P1, 20_000,
+     "toStartOfInterval(toDateTime(col), INTERVAL 20 second)"),
+    ("TestMacroTimeIntervalMs", "$__timeInterval_ms(col)", *P1, 20_000,
+     "toStartOfInterval(toDateTime64(col, 3), INTERVAL 20000 millisecond)"),
+    ("TestMacroIntervalSeconds", "$__interval_s", *P1, 20_000, "20"),
+    ("TestMacroTimeFrom", "$__timeFrom(ts)", *P1, 0, "ts >= toDateTime(1415792726)"),
+    ("TestMacroTimeFrom/no args", "$__timeFrom()", *P1, 0, MacroError),
+    ("TestMacroTimeTo", "$__timeTo(ts)", *P1, 0, "ts <= toDateTime(1447328726)"),
+    ("TestMacroTimeTo/no args", "$__timeTo", *P1, 0, MacroError),
+    ("TestMacroTimeGroup/5m", "$__timeGroup(ts, 5m)", *P1, 0,
+     "toStartOfInterval(toDateTime(ts), INTERVAL 300 second)"),
+    ("TestMacroTimeGroup/1h", "$__timeGroup(ts, 1h)", *P1, 0,
+     "toStartOfInterval(toDateTime(ts), INTERVAL 3600 second)"),
+    ("TestMacroTimeGroup/one arg", "$__timeGroup(ts)", *P1, 0, MacroError),
+    ("TestMacroTimeGroup/bad duration", "$__timeGroup(ts, not-a-duration)", *P1, 0, MacroError),
+    ("TestMacroErrorsAreDownstream/TimeFilter", "$__timeFilter", *P1, 0, MacroError),
+    ("TestMacroErrorsAreDownstream/TimeFilterMs", "$__timeFilter_ms()", *P1, 0, MacroError),
+    ("TestMacroErrorsAreDownstream/DateFilter", "$__dateFilter", *P1, 0, MacroError),
+    ("TestMacroErrorsAreDownstream/DateTimeFilter", "$__dateTimeFilter(d)", *P1, 0, MacroError),
+    ("TestMacroErrorsAreDownstream/TimeInterval", "$__timeInterval", *P1, 0, MacroError),
+    ("TestMacroErrorsAreDownstream/TimeIntervalMs", "$__timeInterval_ms", *P1, 0, MacroError),
+    ("TestMacroErrorsAreDownstream/TimeGroup nope", "$__timeGroup(ts, nope)", *P1, 0, MacroError),
+    ("TestInterpolate/timeFilter", "select * from foo where $__timeFilter(cast(sth as timestamp))", *P2, 0,
+     "select * from foo where cast(sth as timestamp) >= toDateTime(1415792726) AND "
+     "cast(sth as timestamp) <= toDateTime(1447328726)"),
+    ("TestInterpolate/timeFilter spaces", "select * from foo where $__timeFilter(cast(sth as timestamp) )",
+     *P2, 0, "select * from foo where cast(sth as timestamp) >= toDateTime(1415792726) AND "
+     "cast(sth as timestamp) <= toDateTime(1447328726)"),
+    ("TestInterpolate/timeFilter_ms", "select * from foo where $__timeFilter_ms(cast(sth as timestamp))",
+     *P2, 0, "select * from foo where cast(sth as timestamp) >= fromUnixTimestamp64Milli(1415792726123) "
+     "AND cast(sth as timestamp) <= fromUnixTimestamp64Milli(1447328726456)"),
+    ("TestInterpolate/timeFilter_ms spaces",
+     "select * from foo where $__timeFilter_ms(cast(sth as timestamp) )", *P2, 0,
+     "select * from foo where cast(sth as timestamp) >= fromUnixTimestamp64Milli(1415792726123) "
+     "AND cast(sth as timestamp) <= fromUnixTimestamp64Milli(1447328726456)"),
+    ("TestInterpolate/fromTime toTime",
+     "select * from foo where ( date >= $__fromTime and date <= $__toTime ) limit 100", *P2, 0,
+     "select * from foo where ( date >= toDateTime(1415792726) and date <= toDateTime(1447328726) ) "
+     "limit 100"),
+    ("TestInterpolate/fromTime toTime clauses",
+     "select * from foo where ( date >= $__fromTime ) and ( date <= $__toTime ) limit 100", *P2, 0,
+     "select * from foo where ( date >= toDateTime(1415792726) ) and ( date <= toDateTime(1447328726) ) "
+     "limit 100"),
+    ("TestInterpolate/fromTime_ms toTime_ms",
+     "select * from foo where ( date >= $__fromTime_ms and date <= $__toTime_ms ) limit 100", *P2, 0,
+     "select * from foo where ( date >= fromUnixTimestamp64Milli(1415792726123) and "
+     "date <= fromUnixTimestamp64Milli(1447328726456) ) limit 100"),
+    ("TestInterpolate/fromTime_ms toTime_ms clauses",
+     "select * from foo where ( date >= $__fromTime_ms ) and ( date <= $__toTime_ms ) limit 100", *P2, 0,
+     "select * from foo where ( date >= fromUnixTimestamp64Milli(1415792726123) ) and "
+     "( date <= fromUnixTimestamp64Milli(1447328726456) ) limit 100"),
+    ("TestInterpolateNestedMacros/sole argument", "SELECT $__timeInterval($__fromTime) AS from_time",
+     *P2, 60_000,
+     "SELECT toStartOfInterval(toDateTime(toDateTime(1415792726)), INTERVAL 60 second) AS from_time"),
+    ("TestInterpolateNestedMacros/ms", "SELECT $__timeInterval_ms($__fromTime_ms)", *P2, 60_000,
+     "SELECT toStartOfInterval(toDateTime64(fromUnixTimestamp64Milli(1415792726123), 3), "
+     "INTERVAL 60000 millisecond)"),
+    ("TestInterpolateNestedMacros/inside an expression",
+     "select * from foo where $__timeFilter(coalesce(closed_at, $__toTime))", *P2, 60_000,
+     "select * from foo where coalesce(closed_at, toDateTime(1447328726)) >= toDateTime(1415792726) AND "
+     "coalesce(closed_at, toDateTime(1447328726)) <= toDateTime(1447328726)"),
+    ("TestInterpolateBackslashEscapedStringLiterals/--",
+     r"select * from foo where msg = 'it\'s -- fine' and $__fromTime", *P2, 0,
+     r"select * from foo where msg = 'it\'s -- fine' and toDateTime(1415792726)"),
+    ("TestInterpolateBackslashEscapedStringLiterals//*",
+     r"select * from foo where msg = 'a\'/*x' and $__toTime", *P2, 0,
+     r"select * from foo where msg = 'a\'/*x' and toDateTime(1447328726)"),
+    ("TestInterpolateBackslashEscapedStringLiterals/doubled",
+     "select * from foo where msg = 'it''s' and $__fromTime", *P2, 0,
+     "select * from foo where msg = 'it''s' and toDateTime(1415792726)"),
+]
+
+
+@pytest.mark.parametrize("name,sql,t0,t1,interval,want", PLUGIN_CASES, ids=[c[0] for c in PLUGIN_CASES])
+def test_macros_as_the_plugin(name, sql, t0, t1, interval, want):
+    from lianwatch.dashboards.plugin_macros import interpolate
+
+    if want is MacroError:
+        with pytest.raises(MacroError):
+            interpolate(sql, _ms(t0), _ms(t1), interval)
+    else:
+        assert interpolate(sql, _ms(t0), _ms(t1), interval) == want
+
+
 class TestMacros:
-    """Expected strings are the plugin's (pkg/macros/macros.go) and the SDK parser's."""
+    """Beyond the plugin's own cases: what its engine (macropro 1.0.1) does around them,
+    and the browser's part (variables, ``$__conditionalAll``)."""
 
     def test_time_macros(self):
         e = lambda s: expand_macros(s, F + 0.9, T + 0.25, interval_ms=20_000)  # noqa: E731
         assert e("$__timeFilter(ts)") == f"ts >= toDateTime({F}) AND ts <= toDateTime({T})"
         assert e("$__timeFilter_ms(ts)") == (f"ts >= fromUnixTimestamp64Milli({F}900) AND "
                                              f"ts <= fromUnixTimestamp64Milli({T}250)")
-        assert e("$__fromTime $__toTime") == f"toDateTime({F}) toDateTime({T})"
-        assert e("$__fromTime_ms|$__toTime_ms") == (f"fromUnixTimestamp64Milli({F}900)|"
-                                                   f"fromUnixTimestamp64Milli({T}250)")
-        assert e("$__timeInterval(ts)") == "toStartOfInterval(toDateTime(ts), INTERVAL 20 second)"
-        assert e("$__timeInterval_ms(ts)") == ("toStartOfInterval(toDateTime64(ts, 3), "
-                                               "INTERVAL 20000 millisecond)")
-        assert e("$__interval_s") == "20"
         assert e("$__dateFilter(d)") == "d >= toDate('2026-03-01') AND d <= toDate('2026-03-15')"
-        assert e("$__dt(d, t)") == (f"(d >= toDate('2026-03-01') AND d <= toDate('2026-03-15')) AND "
-                                    f"(t >= toDateTime({F}) AND t <= toDateTime({T}))")
-        assert e("$__timeFrom(t)") == "t >= '2026-03-01T16:00:00Z'"
-        assert e("$__timeTo(t)") == "t <= '2026-03-15T16:00:00Z'"
+        # 4.20 overrides the SDK's string literal with ClickHouse's own functions
+        assert e("$__timeFrom(t)") == f"t >= toDateTime({F})"
+        assert e("$__timeTo(t)") == f"t <= toDateTime({T})"
+        assert e("$__timeGroup(t, '1h30m')") == "toStartOfInterval(toDateTime(t), INTERVAL 5400 second)"
+        assert e("$__timeGroup(t, 500ms)") == "toStartOfInterval(toDateTime(t), INTERVAL 1 second)"
+
+    def test_time_group_takes_go_durations_only(self):
+        for bad, why in (("hour", 'invalid duration "hour"'), ("1d", 'unknown unit "d"'),
+                         ("5", 'missing unit'), ("0s", "must be positive"), ("100ms", "must be positive")):
+            with pytest.raises(MacroError, match=why):
+                expand_macros(f"$__timeGroup(ts, {bad})", 1, 2)
 
     def test_interval_floor_and_minimum(self):
+        from lianwatch.dashboards.plugin_macros import interpolate
+
         assert expand_macros("$__interval_s", 0, 10, interval_ms=1500) == "1"   # int(1.5)
         assert expand_macros("$__interval_s", 0, 10, interval_ms=200) == "1"    # max(…, 1)
         assert expand_macros("$__timeInterval_ms(t)", 0, 10, interval_ms=0).endswith("INTERVAL 1 millisecond)")
         # Grafana's own interval: 14 days over 1000 points → 20 min; a panel minimum wins
         assert macros.grafana_interval_ms(F, T, 1000) == 1_200_000
         assert macros.grafana_interval_ms(F, T, 1000, "6h") == 21_600_000
-        assert expand_macros("$__interval $__interval_ms", F, T, interval_ms=3_600_000) == "1h 3600000"
+        # the browser replaces $__interval first (Grafana's text) …
+        assert expand_macros("$__interval $__interval_ms", F, T, interval_ms=86_400_000) == "1d 86400000"
+        # … what reaches the back end is macropro's FormatDuration: the largest whole unit
+        assert [interpolate("$__interval", 0, 1, ms) for ms in (86_400_000, 300_000, 1500, 0)] == \
+            ["24h", "5m", "1500ms", "0s"]
+        with pytest.raises(MacroError, match="no table name"):
+            interpolate("SELECT * FROM $__table", 0, 1, 1)
+        assert interpolate("$__table.$__column", 0, 1, 1, table="t", column="c") == "t.c"
+
+    def test_comments_are_blanked_strings_are_not(self):
+        from lianwatch.dashboards.plugin_macros import interpolate, strip_comments
+
+        sql = "SELECT 1 -- $__timeFilter() 注释\nFROM t /* $__nope( */ WHERE $__fromTime"
+        out = interpolate(sql, 1000, 2000, 1)
+        assert out == ("SELECT 1 " + " " * len("-- $__timeFilter() 注释".encode()) + "\nFROM t "
+                       + " " * len("/* $__nope( */") + " WHERE toDateTime(1)")
+        assert interpolate("SELECT 1 /* $__x", 0, 1, 1) == "SELECT 1 " + " " * 7
+        # quotes are kept and protect what looks like a comment …
+        assert strip_comments("a = '-- no' AND b = \"/* no */\"") == "a = '-- no' AND b = \"/* no */\""
+        # … but macros inside quoted strings ARE expanded, as the plugin does (macropro has
+        # "no notion of identifiers vs. literals")
+        assert interpolate("x = '$__fromTime'", 5000, 6000, 1) == "x = 'toDateTime(5)'"
+        # a query with no $__ at all goes out untouched, comments included
+        assert interpolate("SELECT 1 -- hi", 0, 1, 1) == "SELECT 1 -- hi"
 
     def test_parser_edge_cases(self):
-        # a word boundary after the name: $__timeFilter never eats $__timeFilter_ms
+        # the longest name wins: $__timeFilter never eats $__timeFilter_ms
         out = expand_macros("$__timeFilter_ms(a) AND $__timeFilter(b)", 1, 2, interval_ms=1000)
         assert out == ("a >= fromUnixTimestamp64Milli(1000) AND a <= fromUnixTimestamp64Milli(2000) AND "
                        "b >= toDateTime(1) AND b <= toDateTime(2)")
-        # nested brackets are one argument; arguments are trimmed
-        assert expand_macros("$__timeFilter( toDateTime(x, 'UTC') )", 1, 2) == \
-            "toDateTime(x, 'UTC') >= toDateTime(1) AND toDateTime(x, 'UTC') <= toDateTime(2)"
+        # nested brackets and quoted commas are one argument; arguments are trimmed
+        assert expand_macros("$__timeFilter( toDateTime(x, 'U,TC') )", 1, 2) == \
+            "toDateTime(x, 'U,TC') >= toDateTime(1) AND toDateTime(x, 'U,TC') <= toDateTime(2)"
         # brackets must follow the name directly, else the macro has no arguments
         assert expand_macros("$__fromTime (1)", 1, 2) == "toDateTime(1) (1)"
-        with pytest.raises(MacroError, match="expected 1 argument, received 0"):
+        # unknown macros and a bare prefix stay as they are
+        assert expand_macros("$__nothing(1) $__ $__fromTimes", 1, 2) == "$__nothing(1) $__ $__fromTimes"
+        with pytest.raises(MacroError, match=r"macro \$__timeFilter\(\): unexpected number of arguments: "
+                                             r"\$__timeFilter expected 1 argument\(s\), received 0"):
             expand_macros("WHERE $__timeFilter", 1, 2)
-        with pytest.raises(MacroError, match="expected 1 argument, received 2"):
+        with pytest.raises(MacroError, match="expected 1 argument"):
             expand_macros("$__timeFilter(a, b)", 1, 2)
-        with pytest.raises(MacroError, match="missing close bracket"):
+        with pytest.raises(MacroError, match="received 0"):  # unbalanced: a call without arguments
             expand_macros("$__timeFilter(a", 1, 2)
 
     def test_variables(self):
@@ -222,6 +353,7 @@ def test_built_dashboards_pass_the_checks(built):
 
 def test_grid_and_references(built):
     for d in built:
+        assert d["schemaVersion"] == 42
         cells = set()
         for p in d["panels"]:
             g = p["gridPos"]
@@ -233,7 +365,8 @@ def test_grid_and_references(built):
             for t in [p] + p["targets"]:
                 assert t["datasource"] == {"type": DATASOURCE_TYPE, "uid": DATASOURCE_UID}
             for t in p["targets"]:
-                assert t["editorType"] == "sql" and t["format"] in (0, 1) and t["pluginVersion"] >= "4"
+                assert t["editorType"] == "sql" and t["format"] in (0, 1) and t["pluginVersion"] == "4.20.0"
+                assert t["queryType"] == ("timeseries" if p["type"] == "timeseries" else "table")
                 assert "__DB__" not in t["rawSql"] and "lianwatch." in t["rawSql"]
         names = {v["name"] for v in d["templating"]["list"]}
         text = json.dumps(d["panels"], ensure_ascii=False)
@@ -421,7 +554,7 @@ def test_report_command_and_demo_hook(sample, tmp_path, capsys):
     html = out.read_text("utf-8")
     assert "小微权力监督报告" in html and html.count('class="panel ') >= 40
     assert 'id="alert-' in html and 'href="#alert-' in html
-    written = after_demo(settings=Settings(), store=store, data_dir=tmp_path)
+    written = after_demo(store=store, data_dir=tmp_path)
     assert written == tmp_path / "report.html" and written.exists()
     assert str(written.resolve()) in capsys.readouterr().out
 
@@ -458,3 +591,199 @@ def test_every_panel_on_the_demo(demo, demo_ctx, dash, panel):
         assert data[q.ref], f"{dash}/{panel}/{q.ref} empty on the demo:\n{panel_sql(p, ctx, q.ref)}"
     assert set(p.fields) <= set(data["A"][0])
     assert {c.name for c in p.columns} <= set(data["A"][0])
+
+
+# ============================================================ the built JSON, as Grafana runs it
+@pytest.fixture(scope="module")
+def built_demo(demo, demo_ctx):
+    """Every built dashboard (zh) run from its JSON alone against the demo store."""
+    from lianwatch.dashboards.run import run_built
+
+    span, firsts = demo_ctx
+    out = {}
+    for d in build_all(DASHBOARDS, langs=("zh",)):
+        over = {"alert_id": firsts["fuel.not_at_station"]} if d["uid"] == "lw-alert" else {}
+        out[d["uid"]] = (d, run_built(demo.store, d, *span, over))
+    return out
+
+
+def _query_vars(d):
+    return [v for v in d["templating"]["list"] if v["type"] == "query"]
+
+
+def test_every_variable_query_of_the_json_runs(built_demo):
+    """Issue 20 #1: the dropdowns' queries as the JSON holds them (no __DB__), expanded
+    as Grafana sends them, give options on the demo store."""
+    names = set()
+    for uid, (d, run) in built_demo.items():
+        for v in _query_vars(d):
+            assert "__DB__" not in v["query"] and "lianwatch." in v["query"], (uid, v["query"])
+            sql = run.variable_sql[v["name"]]
+            assert "$" not in sql, sql
+            assert run.options[v["name"]], f"{uid}: variable {v['name']} has no options:\n{sql}"
+            names.add(v["label"])
+    assert {"镇街", "村（社区）", "单位", "车辆"} <= names
+
+
+def test_every_panel_query_of_the_json_runs(built_demo):
+    """Every target's rawSql from the JSON, expanded with the panel's interval, returns rows."""
+    empty_ok = {("lw-alert", "处置记录")}  # nothing handled yet on a plain replay
+    n = 0
+    for uid, (d, run) in built_demo.items():
+        for p in d["panels"]:
+            for t in p["targets"]:
+                sql = run.sql[(p["id"], t["refId"])]
+                assert "$" not in sql.replace("$$", ""), sql
+                n += 1
+                if (uid, p["title"]) not in empty_ok:
+                    assert run.rows[(p["id"], t["refId"])], f"{uid}/{p['title']}/{t['refId']}:\n{sql}"
+    assert n >= 40
+
+
+def test_dropdowns_are_chained(demo, demo_ctx):
+    """Choosing a town narrows the villages; choosing a unit narrows the vehicles."""
+    from lianwatch.dashboards.run import run_built
+
+    span, _ = demo_ctx
+    ov = next(d for d in build_all(DASHBOARDS, langs=("zh",)) if d["uid"] == "lw-overview")
+    every = run_built(demo.store, ov, *span, panels=False)
+    town = every.options["town"][0][0]
+    one = run_built(demo.store, ov, *span, {"town": [town]}, panels=False)
+    assert 0 < len(one.options["village"]) < len(every.options["village"])
+    assert all(f"（{town}）" in text for _, text in one.options["village"])
+    veh = next(d for d in build_all(DASHBOARDS, langs=("zh",)) if d["uid"] == "lw-vehicles")
+    all_cars = run_built(demo.store, veh, *span, panels=False)
+    unit = all_cars.options["unit"][0][0]
+    some = run_built(demo.store, veh, *span, {"unit": [unit]}, panels=False)
+    assert 0 < len(some.options["vehicle"]) < len(all_cars.options["vehicle"])
+    by_town = next(p for p in ov["panels"] if p["title"] == "按镇街")
+    rows = run_built(demo.store, ov, *span, {"town": [town]}).rows[(by_town["id"], "A")]
+    assert [r["town"] for r in rows] == [town]
+
+
+@pytest.fixture(scope="module")
+def server_demo(demo, tmp_path_factory):
+    """The demo county replayed into the real ClickHouse server (scripts/clickhouse.sh:
+    Debian's 18.16, the server schema: DateTime + _ms columns, no LowCardinality)."""
+    import os
+
+    from pydantic import SecretStr
+
+    from lianwatch.replay.run import replay_dir
+    from lianwatch.settings import ClickHouseSettings
+    from lianwatch.sinks.server import ServerBackend
+    from lianwatch.sinks.store import AlertStore
+    from tests.conftest import require, script
+
+    if script("clickhouse.sh", "status", check=False).returncode != 0:
+        require("the ClickHouse server (scripts/clickhouse.sh start)")
+    env = dict(line.split("=", 1) for line in script("clickhouse.sh", "env").stdout.split())
+    db = f"lw_dash_{os.getpid()}"
+    store = AlertStore(ServerBackend(ClickHouseSettings(
+        host=env["CH_HOST"], port=int(env["CH_TCP_PORT"]), user=env["CH_USER"],
+        password=SecretStr(env["CH_PASSWORD"]), database=db)), database=db)
+    store.backend.execute(f"DROP DATABASE IF EXISTS {db}")
+    store.migrate()
+    replay_dir(demo.input, tmp_path_factory.mktemp("srv") / "a.jsonl", store=store, progress=False)
+    yield store
+    store.backend.execute(f"DROP DATABASE IF EXISTS {db}")
+    store.close()
+
+
+def test_variable_queries_on_the_server_schema(server_demo, demo, demo_ctx, built_demo):
+    """The same JSON's variable queries on the server store give the same options as on chDB.
+
+    (Panels are run on chDB only: they use JSONExtract*, ASOF JOIN and several JOINs in one
+    SELECT, which ClickHouse 18.16 does not have; the plugin's Grafana needs a current server.)"""
+    from lianwatch.dashboards.run import run_built
+
+    span, firsts = demo_ctx
+    for d in build_all(DASHBOARDS, langs=("zh",), database=server_demo.db):
+        over = {"alert_id": firsts["fuel.not_at_station"]} if d["uid"] == "lw-alert" else {}
+        srv = run_built(server_demo, d, *span, over, panels=False)
+        local = built_demo[d["uid"]][1]
+        for v in _query_vars(d):
+            assert srv.options[v["name"]] == local.options[v["name"]], (d["uid"], v["name"])
+
+
+def test_tiles_count_what_is_open_now(demo, demo_ctx, built_demo):
+    """Issue 20 #3: an alert dated before the period (the demo's overdue starts) that is
+    still open counts in the Overview's tiles (report and Grafana JSON alike); the
+    period still governs the trend and the lists."""
+    span, _ = demo_ctx
+    cur: dict = {}
+    for a in demo.result.alerts:
+        if a.alert_id not in cur or a.version >= cur[a.alert_id].version:
+            cur[a.alert_id] = a
+    red = [a for a in cur.values() if a.level == "red"]  # a plain replay: every alert is open
+    from lianwatch.models.clock import parse_ts
+
+    before = [a for a in red if parse_ts(a.event_ts) < span[0] and parse_ts(a.detected_at) < span[0]]
+    assert before, "the demo has red alerts dated before its period"
+    d = get("overview")
+    ctx = resolve_variables(demo.store, d, *span)
+    val = {p.key: run_panel(demo.store, p, ctx)["A"] for p in d.panels}
+    assert val["open_red"][0]["open_red"] == len(red)
+    assert val["open_yellow"][0]["open_yellow"] == sum(a.level == "yellow" for a in cur.values())
+    trend_red = sum(r["red"] for r in val["trend"])
+    assert trend_red == len(red) - len(before)  # the period's trend leaves them out
+    assert len(val["newest_red"]) == len(red) - len(before)
+    ov, run = built_demo["lw-overview"]
+    tile = next(p for p in ov["panels"] if p["title"] == "红色预警（当前待处置）")
+    assert run.rows[(tile["id"], "A")][0]["open_red"] == len(red)
+
+
+def test_panel_thresholds_follow_the_rules_file(tmp_path, monkeypatch, demo, demo_ctx):
+    """Issue 13 (knowledge in one place): the panels' numbers are the rules file's, global
+    and per village, for `dashboards build` and the report alike."""
+    from lianwatch.cli import main
+    from lianwatch.dashboards.run import run_built
+    from lianwatch.dashboards.thresholds import Thresholds
+    from lianwatch.lifecycle.config import load_policies
+    from lianwatch.settings import Settings
+
+    def projects(out):
+        return json.loads((out / "dashboards" / "lw-projects.json").read_text("utf-8"))
+
+    def sql_of(d, title):
+        return next(p for p in d["panels"] if p["title"].startswith(title))
+
+    assert main(["dashboards", "build", "--out", str(tmp_path / "default")]) == 0
+    base = projects(tmp_path / "default")
+    late = sql_of(base, "逾期未开工")["targets"][0]["rawSql"]
+    assert "toInt64(7)" in late and "> 0.3)" in sql_of(base, "拨付超进度30%以上")["targets"][0]["rawSql"]
+
+    village = demo.store.query("SELECT village_id FROM lianwatch.ref_projects FINAL WHERE village_id != '' ORDER BY project_id LIMIT 1")
+    vid = village[0]["village_id"]
+    rules = tmp_path / "rules.toml"
+    rules.write_text(f"[project]\nstart_grace_days = 60\ndisbursement_gap = 0.5\nstart_red_days = 90\n"
+                     f"[village.{vid}.project]\nstart_grace_days = 3\n"
+                     f"[fuel]\nstation_radius_m = 800\n[lifecycle]\nred_days = 5\n", "utf-8")
+    monkeypatch.setenv("LIANWATCH_RULES_FILE", str(rules))
+    assert main(["dashboards", "build", "--out", str(tmp_path / "custom")]) == 0
+    mine = projects(tmp_path / "custom")
+    late = sql_of(mine, "逾期未开工")["targets"][0]["rawSql"]
+    assert f"toInt64(multiIf(village_id = '{vid}', 3, 60))" in late
+    mismatch = sql_of(mine, "拨付超进度50%以上")
+    assert "> 0.5)" in mismatch["targets"][0]["rawSql"]
+    start = sql_of(mine, "计划开工与实际开工")
+    steps = [o for o in start["fieldConfig"]["overrides"] if o["matcher"]["options"] == "start_delay_days"]
+    values = [s["value"] for p in steps[0]["properties"] if p["id"] == "thresholds" for s in p["value"]["steps"]]
+    assert values == [None, 60.0, 90.0]
+    veh = json.loads((tmp_path / "custom" / "dashboards" / "lw-vehicles.json").read_text("utf-8"))
+    assert "800.0" in json.dumps(sql_of(veh, "加油交易与车辆距离")["fieldConfig"], ensure_ascii=False)
+    ov = json.loads((tmp_path / "custom" / "dashboards" / "lw-overview.json").read_text("utf-8"))
+    assert "if(a.level = 'red', 5," in sql_of(ov, "逾期未整改（当前）")["targets"][0]["rawSql"].replace("\n", " ")
+    # the SQL runs, and what it counts moves with the threshold
+    span, _ = demo_ctx
+    th = Thresholds.load(str(rules), load_policies(str(rules))[0])
+    counts = []
+    for d in (base, mine):
+        run = run_built(demo.store, d, *span, panels=True)
+        counts.append(run.rows[(sql_of(d, "逾期未开工")["id"], "A")][0]["late"])
+    assert counts[0] > counts[1] >= 0
+    html = (tmp_path / "r.html")
+    from lianwatch.dashboards.report import write_report
+
+    write_report(demo.store, html, thresholds=th)
+    assert "拨付超进度50%以上" in html.read_text("utf-8") and "红色预警 5 天" in html.read_text("utf-8")

@@ -238,7 +238,8 @@ def test_the_notifier_records_provider_errors_and_only_those(tmp_path):
             raise self.exc
 
     n = Notifier(_NoStore(), None, Flaky(ProviderError("carrier down", code="Throttling")),
-                 policy=NotifyPolicy(retry_inline=2, retry_backoff_s=0), sleep=lambda s: None)
+                 policy=NotifyPolicy(retry_inline=2, retry_backoff_s=0), sleep=lambda s: None,
+                 phone_hash_key="test-key-0123456789abcdef0123456789")
     res = n._send(_msg())
     assert [r.ok for r in res] == [False, False] and "carrier down" in res[-1].error
     n.provider = Flaky(ZeroDivisionError("a bug"))

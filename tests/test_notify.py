@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from collections import Counter
 
 import orjson
@@ -15,7 +16,8 @@ from lianwatch.lifecycle.config import ContactCfg, LifecyclePolicy, NotifyPolicy
 from lianwatch.lifecycle.log import Lifecycle, load_history
 from lianwatch.lifecycle.notify import Notifier
 from lianwatch.lifecycle.providers import OutboxProvider, SendResult
-from lianwatch.lifecycle.texts import PhoneHasher, sms_segments
+from lianwatch.lifecycle.hashkey import phone_hash_key
+from lianwatch.lifecycle.texts import PhoneHasher, normalize_phone, sms_segments
 from lianwatch.models.alert import Alert, alert_id
 from lianwatch.models.clock import format_ts, parse_ts
 from lianwatch.models.parse import parse_reference
@@ -61,7 +63,11 @@ def _ref() -> Reference:
 
 
 REF = _ref()
-HASH = PhoneHasher("")
+
+
+def hasher(store) -> PhoneHasher:
+    """The install's hasher of the test store (its key file)."""
+    return PhoneHasher(phone_hash_key("", store.backend.path))
 
 
 def mk(n: int = 1, level: str = "red", rule: str = "payment.no_approval",
@@ -111,7 +117,8 @@ def clean(store):
 
 def notifier(store, ref=REF, provider=None, **policy) -> Notifier:
     return Notifier(store, ref, provider or Recorder(), policy=NotifyPolicy(**policy),
-                    lifecycle_policy=LifecyclePolicy(), sleep=lambda s: None)
+                    lifecycle_policy=LifecyclePolicy(), sleep=lambda s: None,
+                    phone_hash_key=phone_hash_key("", store.backend.path))
 
 
 def rows(store, where: str = "1") -> list[dict]:
@@ -205,16 +212,61 @@ def test_alerts_within_the_group_wait_share_one_sms(clean):
     assert len(p.to(TOWN)) == 2
 
 
-def test_long_groups_stay_within_the_segment_limit(clean):
+def test_long_groups_are_split_within_the_segment_limit(clean):
     p = Recorder()
     n = notifier(clean, provider=p, max_segments=2)
     alerts = [mk(i) for i in range(30)]
     n.on_alerts(alerts, NOW)
     n.tick(NOW + 60)
-    (m,) = p.to(SEC1)
-    assert m.params["count"] == "30" and m.params["codes"].endswith("等")
-    assert sms_segments("【廉情监督】" + m.text) <= 2
-    assert len(m.text) > 70  # it did use the second segment
+    ms = p.to(SEC1)
+    assert len(ms) > 1 and all(sms_segments("【廉情监督】" + m.text) <= 2 for m in ms)
+    assert sum(int(m.params["count"]) for m in ms) == 30  # every alert in exactly one SMS
+    codes = [c for m in ms for c in m.params["codes"].split("、")]
+    assert sorted(codes) == sorted(a.alert_id[:8] for a in alerts)
+    assert [m.params["title"] for m in ms] == [f"预警通知（{i}/{len(ms)}）" for i in range(1, len(ms) + 1)]
+    assert {r["status"] for r in latest(clean).values()} == {"sent"}
+
+
+def test_outbox_applies_the_carrier_caps_and_splits_digests(clean, tmp_path):
+    """Issue 20 #8: the outbox shows what a carrier takes: no variable over its cap (the
+    digest's codes reached 107 characters), long digests split, each SMS within the caps."""
+    from lianwatch.lifecycle.providers import ALIYUN_LIMITS, TENCENT_LIMITS
+
+    for limits in (ALIYUN_LIMITS, TENCENT_LIMITS):
+        clean.truncate_all()
+        box = OutboxProvider(tmp_path / f"{limits.name}.jsonl", limits=limits)
+        n = notifier(clean, provider=box, daily_cap=20)
+        alerts = [mk(i) for i in range(12)] + [mk(99, rule="fuel.not_at_station", subject_type="vehicle",
+                                                   subject="V9", village=None)]
+        n.on_alerts(alerts, NOW)
+        n.tick(NOW + 60)
+        lines = box.read()
+        assert lines and all(x["problems"] == [] and x["limits"] == limits.name for x in lines)
+        for x in lines:
+            assert all(len(v) <= limits.param_max_len for v in x["params"].values()), x["params"]
+            assert len(x["text"]) <= limits.max_chars
+        sec1 = [x for x in lines if x["to"] == "138****0001"]
+        got = [c for x in sec1 for c in (x["params"].get("codes") or x["params"]["code"]).split("、")]
+        want = [a.alert_id[:limits.param_max_len if limits.param_max_len < 8 else 8] for a in alerts[:12]]
+        assert sorted(got) == sorted(want)  # every alert's code reaches the secretary
+        assert len(sec1) > 1 and {x["part"] for x in sec1 if "part" in x} >= {f"1/{len(sec1)}"}
+    # Aliyun: 35 characters take four 8-character codes; Tencent's 6 take one code prefix
+    ali = [x for x in OutboxProvider(tmp_path / "aliyun.jsonl").read() if x["to"] == "138****0001"]
+    assert max(len(x["params"].get("codes", "").split("、")) for x in ali) == 4
+
+
+def test_split_digests_respect_the_daily_cap(clean):
+    p = Recorder()
+    n = notifier(clean, provider=p, daily_cap=2, max_segments=1)
+    alerts = [mk(i) for i in range(20)]
+    n.on_alerts(alerts, NOW)
+    n.tick(NOW + 60)
+    assert len(p.to(SEC1)) == 2  # the cap; the rest waits for tomorrow's digest
+    held = [r for r in latest(clean).values() if r["status"] == "held" and r["phone_hash"] == hasher(clean)(SEC1)]
+    assert held and all("daily cap 2" in r["error"] for r in held)
+    n.tick(parse_ts("2026-03-03T08:30:00+08:00"))
+    sent = {c for m in p.to(SEC1) for c in (m.params.get("codes") or m.params["code"]).split("、")}
+    assert len(p.to(SEC1)) == 4 and len(sent) < 20  # two more the next day, still capped
 
 
 # ------------------------------------------------------------------ idempotence
@@ -477,11 +529,73 @@ def test_numbers_are_stored_masked_and_hashed(clean):
     n.tick(NOW + 60)
     rs = rows(clean)
     assert {r["phone_masked"] for r in rs} == {"138****0001", "139****0001"}
-    assert {r["phone_hash"] for r in rs} == {HASH(SEC1), HASH(TOWN)}
+    assert {r["phone_hash"] for r in rs} == {hasher(clean)(SEC1), hasher(clean)(TOWN)}
     blob = orjson.dumps(rs).decode()
     assert SEC1 not in blob and TOWN not in blob and SEC1[-8:] not in blob
-    keyed = PhoneHasher("secret-key")
-    assert keyed(SEC1) != HASH(SEC1) and len(keyed(SEC1)) == 32
+
+
+def _old_default(phone: str) -> str:
+    """The hash every install used to make: HMAC with the public key ``lianwatch-phone``."""
+    import hashlib
+    import hmac
+
+    return hmac.new(b"lianwatch-phone", phone.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def test_phone_hashes_cannot_be_reversed_with_a_public_key(clean, tmp_path):
+    """Issue 13 fault 9: the demo's hashes used the public default key (all 46 numbers
+    recovered in 0.6 s). Now each install has its own random key (0600, in the store)."""
+    import stat
+
+    from types import SimpleNamespace
+
+    from lianwatch.commands.wiring import make_notifier
+    from lianwatch.lifecycle.demo import after_demo
+
+    alerts = [mk(1), mk(2, "yellow"), mk(3, subject="VL2", village="VL2")]
+    clean.write_alerts(alerts)
+    n = make_notifier(clean, REF, Settings(data_dir=str(tmp_path)), outbox=tmp_path / "outbox.jsonl")
+    after_demo(n, SimpleNamespace(alerts=alerts, as_of=NOW))
+    hashes = {r["phone_hash"] for r in rows(clean) if r["phone_hash"]}
+    assert len(hashes) >= 3
+    phones = {normalize_phone(c.phone) for v in REF.villages.values() for c in v.contacts}
+    assert not hashes & {_old_default(p) for p in phones}  # the old key reverses nothing
+    key = Path(clean.backend.path) / "phone-hash.key"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600 and len(key.read_text().strip()) == 64
+    # a restart of the same install hashes alike: nothing is sent twice
+    again = Recorder()
+    n2 = notifier(clean, provider=again)
+    n2.on_alerts(alerts, NOW + 600)
+    n2.tick(NOW + 700)
+    assert again.sent == [] and {r["phone_hash"] for r in rows(clean) if r["phone_hash"]} == hashes
+    # two installs, two keys, two hashes of the same number
+    a, b = phone_hash_key("", tmp_path / "a"), phone_hash_key("", tmp_path / "b")
+    assert a != b and PhoneHasher(a)(SEC1) != PhoneHasher(b)(SEC1)
+    assert phone_hash_key("", tmp_path / "a") == a  # and each keeps its own
+
+
+def test_no_usable_default_key(tmp_path, monkeypatch):
+    from lianwatch.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="LIANWATCH_NOTIFY_PHONE_HASH_KEY is not set"):
+        phone_hash_key("", None)  # a server store with no key in the environment
+    with pytest.raises(ConfigError, match="public default"):
+        phone_hash_key("lianwatch-phone", None)
+    with pytest.raises(ConfigError, match="at least 32"):
+        phone_hash_key("short", None)
+    with pytest.raises(ConfigError):
+        PhoneHasher("")
+    good = "k" * 40
+    assert phone_hash_key(good, None) == good
+    key = tmp_path / "s" / "phone-hash.key"
+    key.parent.mkdir()
+    key.write_text("lianwatch-phone\n")
+    with pytest.raises(ConfigError, match="public default"):
+        phone_hash_key("", tmp_path / "s")
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    assert subprocess.run(["git", "check-ignore", "-q", ".env"], cwd=root).returncode == 0
 
 
 def test_outbox_provider_writes_jsonl_and_the_table(clean, tmp_path):

@@ -56,6 +56,7 @@ def test_report_is_self_contained(reports):
     html = zh.read_text("utf-8")
     assert '<html lang="zh-CN">' in html and "预警地图" in html and "按规则" in html
     assert "加油时车辆不在加油站" in html  # rule ids shown by their Chinese names
+    assert "红色预警（当前待处置）" in html and "本期办结或核销" in html  # the tiles say what they count
     eng = en.read_text("utf-8")
     assert "Where alerts happened" in eng and "Vehicle away from the station while fuelling" in eng
     heads = re.findall(r"<h[123]>([^<]*)</h[123]>", eng)

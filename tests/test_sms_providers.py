@@ -264,6 +264,7 @@ def test_configuration_from_the_environment(monkeypatch, tmp_path):
     from lianwatch.commands.wiring import make_notifier
 
     where = SimpleNamespace(db="lw_nowhere")  # the notifier only names its tables here
+    monkeypatch.setenv("LIANWATCH_NOTIFY_PHONE_HASH_KEY", "k" * 40)  # no embedded store: its own key
     n = make_notifier(where, None, Settings(data_dir=str(tmp_path)))
     assert isinstance(n.provider, AliyunSmsProvider) and n.provider.cfg.template_digest == "SMS_2"
     monkeypatch.delenv("LIANWATCH_NOTIFY_PROVIDER")
@@ -306,7 +307,7 @@ def test_provider_errors_are_retried_and_logged_never_lost(store, monkeypatch):
     naps: list[float] = []
     n = Notifier(store, _ref(), provider,
                  policy=NotifyPolicy(retry_inline=3, retry_backoff_s=2, retry_later_s=600),
-                 lifecycle_policy=LifecyclePolicy(), sleep=naps.append)
+                 lifecycle_policy=LifecyclePolicy(), sleep=naps.append, phone_hash_key="test-key-0123456789abcdef0123456789")
     a = Alert(alert_id=alert_id("payment.no_approval", "village", "VL1", ["PM-1"]),
               rule="payment.no_approval", level="red", subject_type="village",
               subject_id="VL1", village_id="VL1", event_ts=format_ts(NOW - 600),
@@ -332,3 +333,39 @@ def test_provider_errors_are_retried_and_logged_never_lost(store, monkeypatch):
         "SELECT splitByChar('/', notification_id)[1] AS nid, argMax(status, attempt) AS st, "
         f"max(attempt) AS n FROM {store.db}.notifications GROUP BY nid")
     assert Counter((r["st"], int(r["n"])) for r in last) == {("sent", 4): 2}
+
+
+def test_the_outbox_shows_what_the_carriers_get(store, aliyun, monkeypatch, tmp_path):
+    """The same alerts through the outbox (with a carrier's limits) and through the carrier's
+    SDK give the same variables, each within the documented cap (Aliyun 35, Tencent 6)."""
+    from lianwatch.lifecycle.providers import ALIYUN_LIMITS, TENCENT_LIMITS
+
+    alerts = [Alert(alert_id=alert_id("payment.no_approval", "village", "VL1", [f"PM-{i}"]),
+                    rule="payment.no_approval", level="red", subject_type="village",
+                    subject_id="VL1", village_id="VL1", event_ts=format_ts(NOW - 600),
+                    detected_at=format_ts(NOW), title="大额支付未经审批", source_event_ids=[f"PM-{i}"])
+              for i in range(9)]
+
+    def run(provider):
+        store.truncate_all()
+        n = Notifier(store, _ref(), provider, policy=NotifyPolicy(),
+                     lifecycle_policy=LifecyclePolicy(), sleep=lambda s: None, phone_hash_key="test-key-0123456789abcdef0123456789")
+        n.on_alerts(alerts, NOW)
+        n.tick(NOW + 60)
+
+    ali, fake = aliyun
+    run(ali)
+    wire = sorted((dict(parse_qsl(urlsplit(r.url).query)) for r in fake.requests),
+                  key=lambda q: (q["PhoneNumbers"], q["OutId"]))
+    run(box := OutboxProvider(tmp_path / "a.jsonl", limits=ALIYUN_LIMITS))
+    boxed = sorted(box.read(), key=lambda x: (x["to"], x["ref"]))
+    assert [json.loads(q["TemplateParam"]) for q in wire] == [x["params"] for x in boxed]
+    assert len(wire) == 6 and all(len(v) <= 35 for q in wire for v in json.loads(q["TemplateParam"]).values())
+    tc, tfake = tencent()
+    run(tc)
+    tcs = [json.loads(r.body)["TemplateParamSet"] for r in tfake.requests]
+    assert tcs and all(len(v) <= TENCENT_LIMITS.param_max_len for ps in tcs for v in ps)
+    run(box := OutboxProvider(tmp_path / "t.jsonl", limits=TENCENT_LIMITS))
+    from lianwatch.lifecycle.texts import PARAM_ORDER
+
+    assert sorted(tcs) == sorted([x["params"][k] for k in PARAM_ORDER[x["template"]]] for x in box.read())

@@ -49,6 +49,16 @@ def _clickhouse():
     return read(ClickHouseSettings)
 
 
+def _thresholds():
+    """The panels' thresholds from the rules file in force (and its [lifecycle] policy)."""
+    from lianwatch.dashboards.thresholds import Thresholds
+
+    from .wiring import configured_policies, settings
+
+    s = settings()
+    return Thresholds.load(s.rules_file, configured_policies(s)[0])
+
+
 def run(args: argparse.Namespace) -> int:
     from lianwatch.errors import BuildError, CommandError, GrafanaError
 
@@ -58,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
 
         try:
             files = build(args.out, ch=_clickhouse(), dashboards_path=args.dashboards_path,
-                          langs=_langs(args.lang))
+                          langs=_langs(args.lang), thresholds=_thresholds())
         except BuildError as exc:
             raise CommandError(f"dashboards failed their checks: {exc}") from None
         except OSError as exc:
@@ -78,17 +88,18 @@ def run(args: argparse.Namespace) -> int:
         try:
             apply(args.url, ch=_clickhouse(), token=token or "",
                   with_datasource=args.with_datasource, langs=_langs(args.lang),
-                  timeout=args.timeout)
+                  timeout=args.timeout, thresholds=_thresholds())
         except GrafanaError as exc:
             raise CommandError(f"cannot apply the dashboards: {exc}") from None
         return 0
     if action == "list":
         from lianwatch.dashboards.definitions import DASHBOARDS
 
+        th = _thresholds()
         for d in DASHBOARDS:
             print(f"{d.uid:14} {d.title('zh')} / {d.title('en')}")
             for p in d.panels:
-                print(f"    {p.key:18} {p.kind:10} {p.title('zh')} / {p.title('en')}")
+                print(f"    {p.key:18} {p.kind:10} {th.render(p.title('zh'))} / {th.render(p.title('en'))}")
         return 0
     if action == "sql":
         from lianwatch.commands import parse_time_arg, wiring
@@ -108,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
             name, _, val = item.partition("=")
             values[name] = val.split(",") if "," in val else ([val] if d.var(name) and d.var(name).multi else val)
         ctx = Context(parse_time_arg(args.time_from, settings.zone), parse_time_arg(args.time_to, settings.zone),
-                      values=values)
+                      values=values, thresholds=_thresholds())
         print(panel_sql(p, ctx, args.ref))
         return 0
     print(__doc__.strip(), file=sys.stderr)

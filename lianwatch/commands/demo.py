@@ -95,4 +95,7 @@ def _extras(args, settings, store, data, res) -> None:
     outbox.unlink(missing_ok=True)
     ref = wiring.load_reference_dir(data / "demo-input", settings.zone)
     notify_outbox(wiring.make_notifier(store, ref, settings, outbox=outbox), res)
-    write_report(settings=settings, store=store, data_dir=data, result=res)
+    from lianwatch.dashboards.thresholds import Thresholds
+
+    th = Thresholds.load(settings.rules_file, wiring.configured_policies(settings)[0])
+    write_report(store=store, data_dir=data, thresholds=th, lang=settings.lang)

@@ -24,6 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from lianwatch.commands import parse_time_arg, wiring
     from lianwatch.dashboards.report import write_report
+    from lianwatch.dashboards.thresholds import Thresholds
     from lianwatch.errors import CommandError
 
     settings = wiring.settings()
@@ -33,9 +34,10 @@ def run(args: argparse.Namespace) -> int:
     database = getattr(store, "db", "lianwatch")
     tf = parse_time_arg(args.time_from, settings.zone)
     tt = parse_time_arg(args.time_to, settings.zone)
+    th = Thresholds.load(settings.rules_file, wiring.configured_policies(settings)[0])
     try:
         path = write_report(store, args.out, time_from=tf, time_to=tt, lang=args.lang or settings.lang,
-                            details=args.details, database=database)
+                            details=args.details, database=database, thresholds=th)
     except OSError as exc:
         raise CommandError(f"cannot write {args.out}: {exc.strerror or exc}") from None
     print(path.resolve())

@@ -71,6 +71,7 @@ def make_notifier(store: Any, ref: Any, s: Settings, *, outbox: str | Path | Non
     its carrier's ``LIANWATCH_ALIYUN_SMS_*`` / ``LIANWATCH_TENCENT_SMS_*``), policies,
     phone-hash key. ``outbox``: send into this outbox file whatever the provider
     setting says (the demo); ``provider``: this provider instead (tests)."""
+    from lianwatch.lifecycle.hashkey import phone_hash_key
     from lianwatch.lifecycle.notify import Notifier
     from lianwatch.lifecycle.providers import make_provider
 
@@ -82,6 +83,8 @@ def make_notifier(store: Any, ref: Any, s: Settings, *, outbox: str | Path | Non
             kind, outbox=outbox or ns.outbox or Path(s.data_dir) / "outbox.jsonl",
             aliyun=read(AliyunSmsSettings) if kind == "aliyun" else None,
             tencent=read(TencentSmsSettings) if kind == "tencent" else None,
-            sign_name=policy.sign_name, tz=s.zone)
+            sign_name=policy.sign_name, tz=s.zone, carrier=ns.outbox_carrier)
+    key = phone_hash_key(ns.phone_hash_key.get_secret_value(),  # the install's own key
+                         getattr(getattr(store, "backend", None), "path", None))
     return Notifier(store, ref, provider, policy=policy, lifecycle_policy=lpolicy, tz=s.zone,
-                    lang=s.lang, phone_hash_key=ns.phone_hash_key.get_secret_value())
+                    lang=s.lang, phone_hash_key=key)

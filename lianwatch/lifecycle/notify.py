@@ -45,7 +45,8 @@ The record (table ``notifications``)
   notice is tried again at a later tick (backoff doubling from
   ``retry_later_s`` up to ``retry_max_s``) until it is sent: never dropped.
   ``unroutable``: no contact could be found (logged, not retried). Numbers are
-  stored masked (138****0012) and as a keyed hash; every log line is masked.
+  stored masked (138****0012) and as a keyed hash (the install's secret key,
+  :mod:`~lianwatch.lifecycle.hashkey`); every log line is masked.
   The latest row of a notice is ``argMax(…, attempt)`` grouped by the notice id.
 """
 
@@ -69,7 +70,8 @@ from lianwatch.lifecycle.machine import AlertState, roles_for
 from lianwatch.lifecycle.providers import Message, SendResult, SmsProvider
 from lianwatch.lifecycle.routing import Recipient, Router
 from lianwatch.lifecycle.texts import (
-    LEVEL_WORD, ROLE_SHORT, PhoneHasher, mask_numbers, notes, render, rule_name, sms_segments,
+    LEVEL_WORD, ROLE_SHORT, PhoneHasher, SmsLimits, fit_params, mask_numbers, notes, render,
+    rule_name, sms_segments,
 )
 from lianwatch.models.alert import Alert, keep_newest
 from lianwatch.models.clock import DEFAULT_TZ, parse_ts
@@ -156,6 +158,12 @@ class Notifier:
         self.tz: tzinfo = tz
         self.lang = policy.lang or lang
         self.provider = provider
+        cap = self.limits.param_max_len
+        if cap is not None and cap < 12:
+            log.warning("sms via %s: %d characters per template variable: rule names, subjects and "
+                        "notes are shortened, alert codes cut to %d characters (set the carrier's "
+                        "PARAM_MAX_LEN if your templates were approved for longer variables)",
+                        self.limits.name, cap, min(cap, 8))
         self.lifecycle = Lifecycle(store, lifecycle_policy)
         self.hasher = PhoneHasher(phone_hash_key)
         self.router = Router(ref, policy, self.hasher)
@@ -352,62 +360,96 @@ class Notifier:
                   "note": note}
         return self._fit_params(params)
 
+    @property
+    def limits(self) -> SmsLimits:
+        """The provider's carrier limits (applied to every message, outbox included)."""
+        lim = getattr(self.provider, "limits", None)
+        if lim is None:  # a provider that only says how long a variable may be
+            lim = SmsLimits(getattr(self.provider, "name", "?"),
+                            getattr(self.provider, "param_max_len", None))
+        return lim
+
     def _fit_params(self, params: dict[str, str]) -> dict[str, str]:
-        n = getattr(self.provider, "param_max_len", None)
-        if not n:
-            return params
-        return {k: (v if len(v) <= n else v[: n - 1] + "…") for k, v in params.items()}
+        return fit_params(params, self.limits)
 
     def _sms_text(self, text: str) -> str:
         sign = getattr(self.provider, "sign_name", "") or self.policy.sign_name
         return f"【{sign}】{text}" if sign else text
 
-    def _compose(self, rcpt: Recipient, rows: list[_Row], alerts: Mapping[str, Alert],
-                 now: float) -> Message:
+    def _digest_params(self, ids: list[str], rows: list[_Row],
+                       part: tuple[int, int] | None = None) -> dict[str, str]:
+        """The digest's variables for the alerts ``ids`` (before the carrier's cut)."""
         lang = self.lang
+        levels = Counter(next(x.level for x in rows if x.alert_id == i) for i in ids)
+        overdue = len({r.alert_id for r in rows if r.kind.startswith("escalation.")})
+        urgent = any(r.level == "red" for r in rows)
+        if lang == "zh":
+            title = "预警通知" if urgent else "每日汇总"
+            parts = [f"{LEVEL_WORD['zh'][lv]}{levels[lv]}条" for lv in ("red", "yellow")
+                     if levels.get(lv)]
+            summary = "、".join(parts + ([f"其中逾期{overdue}条"] if overdue else []))
+            sep = "、"
+        else:
+            title = "Alerts" if urgent else "Daily digest"
+            parts = [f"{levels[lv]} {lv}" for lv in ("red", "yellow") if levels.get(lv)]
+            summary = ", ".join(parts + ([f"{overdue} overdue"] if overdue else []))
+            sep = ", "
+        if part is not None and part[1] > 1:
+            marked = f"{title}（{part[0]}/{part[1]}）" if lang == "zh" else f"{title} ({part[0]}/{part[1]})"
+            cap = self.limits.param_max_len
+            title = marked if cap is None or len(marked) <= cap else title
+        return {"title": title, "count": str(len(ids)), "summary": summary,
+                "codes": sep.join(i[:8] for i in ids)}
+
+    def _digest_fits(self, ids: list[str], rows: list[_Row]) -> bool:
+        """Do these alerts' codes fit one digest SMS (variable cap, segments, length)?"""
+        p = self._digest_params(ids, rows, part=(99, 99))
+        cap = self.limits.param_max_len
+        if cap is not None and len(p["codes"]) > cap:
+            return False
+        text = self._sms_text(render("digest", self._fit_params(p), self.lang))
+        return sms_segments(text) <= self.policy.max_segments and len(text) <= self.limits.max_chars
+
+    def _pack(self, ids: list[str], rows: list[_Row]) -> list[list[str]]:
+        """The alerts split into SMS, in order, each as full as the limits allow."""
+        groups: list[list[str]] = []
+        for i in ids:
+            if groups and self._digest_fits([*groups[-1], i], rows):
+                groups[-1].append(i)
+            else:
+                groups.append([i])
+        return groups
+
+    def _messages(self, rcpt: Recipient, rows: list[_Row], alerts: Mapping[str, Alert],
+                  now: float) -> list[tuple[Message, list[_Row]]]:
+        """The SMS that carry ``rows`` to one number: one alert → the alert template; more →
+        digests, split so that every SMS is within the carrier's limits."""
         rows = sorted(rows, key=lambda r: (r.level != "red", _KIND_ORDER.get(r.kind.split(".")[0], 9),
                                            r.alert_id))
         ids = list(dict.fromkeys(r.alert_id for r in rows))
-        if len(ids) == 1:
-            r = rows[0]
-            params = self._alert_params(alerts.get(r.alert_id), r.level, r.kind, r.alert_id)
-            template = "alert"
-        else:
-            levels = Counter(next(x.level for x in rows if x.alert_id == i) for i in ids)
-            overdue = len({r.alert_id for r in rows if r.kind.startswith("escalation.")})
-            urgent = any(r.level == "red" for r in rows)
-            if lang == "zh":
-                title = "预警通知" if urgent else "每日汇总"
-                parts = [f"{LEVEL_WORD['zh'][lv]}{levels[lv]}条" for lv in ("red", "yellow")
-                         if levels.get(lv)]
-                summary = "、".join(parts + ([f"其中逾期{overdue}条"] if overdue else []))
+        groups = self._pack(ids, rows) if len(ids) > 1 else [ids]
+        out = []
+        for k, g in enumerate(groups):
+            grows = [r for r in rows if r.alert_id in g]
+            if len(g) == 1:
+                r = grows[0]
+                params = self._alert_params(alerts.get(r.alert_id), r.level, r.kind, r.alert_id)
+                template = "alert"
             else:
-                title = "Alerts" if urgent else "Daily digest"
-                parts = [f"{levels[lv]} {lv}" for lv in ("red", "yellow") if levels.get(lv)]
-                summary = ", ".join(parts + ([f"{overdue} overdue"] if overdue else []))
-            params = {"title": title, "count": str(len(ids)), "summary": summary, "codes": ""}
-            params = self._fit_codes(params, [i[:8] for i in ids])
-            template = "digest"
-        text = render(template, params, lang)
-        ph = rows[0].phone_hash
-        ref = _nid(ph, round(now * 1000), *sorted(r.notification_id for r in rows))[:20]
-        meta = {"to": rcpt.phone_masked, "phone_hash": ph, "role": rcpt.role,
-                "levels": sorted({r.level for r in rows}, key=lambda x: x != "red"),
-                "kinds": sorted({r.kind for r in rows}), "alert_ids": ids,
-                "segments": sms_segments(self._sms_text(text))}
-        return Message(phone=rcpt.phone, template=template, params=params, text=text, ref=ref,
-                       at=now, meta=meta)
-
-    def _fit_codes(self, params: dict[str, str], codes: list[str]) -> dict[str, str]:
-        sep, more = ("、", "等") if self.lang == "zh" else (", ", " …")
-        limit = getattr(self.provider, "param_max_len", None) or 10_000
-        for n in range(len(codes), 0, -1):
-            c = sep.join(codes[:n]) + (more if n < len(codes) else "")
-            p = {**params, "codes": c}
-            if len(c) <= limit and sms_segments(self._sms_text(
-                    render("digest", p, self.lang))) <= self.policy.max_segments:
-                return p
-        return {**params, "codes": codes[0][: max(1, limit - len(more))] + more}
+                params = self._fit_params(self._digest_params(g, grows, (k + 1, len(groups))))
+                template = "digest"
+            text = render(template, params, self.lang)
+            ph = grows[0].phone_hash
+            ref = _nid(ph, round(now * 1000), *sorted(r.notification_id for r in grows))[:20]
+            meta = {"to": rcpt.phone_masked, "phone_hash": ph, "role": rcpt.role,
+                    "levels": sorted({r.level for r in grows}, key=lambda x: x != "red"),
+                    "kinds": sorted({r.kind for r in grows}), "alert_ids": g,
+                    "segments": sms_segments(self._sms_text(text))}
+            if len(groups) > 1:
+                meta["part"] = f"{k + 1}/{len(groups)}"
+            out.append((Message(phone=rcpt.phone, template=template, params=params, text=text,
+                                ref=ref, at=now, meta=meta), grows))
+        return out
 
     # ================================================================== dispatch
     def _due(self, r: _Row) -> float:
@@ -444,13 +486,7 @@ class Notifier:
             if not ready:
                 continue
             if counts.get(ph, 0) >= self.policy.daily_cap:
-                until = self._next_slot(now, self.policy.digest_at, next_day=True)
-                if self._in_quiet(until):
-                    until = self._quiet_end(until)
-                writes += [(r, r.attempt + 1, "held", until, r.text,
-                            f"daily cap {self.policy.daily_cap} reached: next digest")
-                           for r in ready]
-                rep.held += len(ready)
+                writes += self._hold_for_cap(ready, now, rep)
                 log.info("sms to %s held: daily cap of %d reached (%d notices to the next digest)",
                          ready[0].phone_masked, self.policy.daily_cap, len(ready))
                 continue
@@ -464,25 +500,48 @@ class Notifier:
                 continue
             rcpt = Recipient(rcpt.phone, ready[0].role or rcpt.role, rcpt.name, ph,
                              rcpt.phone_masked)
-            msg = self._compose(rcpt, ready, alerts, now)
-            results = self._send(msg)
-            text = self._sms_text(msg.text)
-            for j, res in enumerate(results, start=1):
-                status = "sent" if res.ok else "failed"
-                writes += [(r, r.attempt + j, status, now, text, res.error) for r in ready]
-            if results[-1].ok:
-                counts[ph] = counts.get(ph, 0) + 1
-                rep.sms += 1
-                rep.sent += len(ready)
-                log.info("sms sent to %s (%s) via %s: %d notice(s) %s, %d segment(s)",
-                         rcpt.phone_masked, rcpt.role, self.provider.name, len(ready),
-                         ",".join(i[:8] for i in msg.meta["alert_ids"]), msg.meta["segments"])
-            else:
-                rep.failed += 1
-                log.warning("sms to %s failed after %d tries via %s: %s (retried later)",
-                            rcpt.phone_masked, len(results), self.provider.name,
-                            results[-1].error)
+            parts = self._messages(rcpt, ready, alerts, now)
+            room = self.policy.daily_cap - counts.get(ph, 0)
+            if len(parts) > room:  # the parts past the cap wait for the next digest
+                writes += self._hold_for_cap([r for _, rs in parts[room:] for r in rs], now, rep)
+                parts = parts[:room]
+            for msg, part_rows in parts:
+                writes += self._send_part(msg, part_rows, rcpt, counts, rep)
         self._write(writes)
+
+    def _hold_for_cap(self, rows: list[_Row], now: float,
+                      rep: NotifyReport) -> list[tuple[_Row, int, str, float, str, str]]:
+        """Notices past the number's daily cap: held for the next day's digest."""
+        until = self._next_slot(now, self.policy.digest_at, next_day=True)
+        if self._in_quiet(until):
+            until = self._quiet_end(until)
+        rep.held += len(rows)
+        return [(r, r.attempt + 1, "held", until, r.text,
+                 f"daily cap {self.policy.daily_cap} reached: next digest") for r in rows]
+
+    def _send_part(self, msg: Message, rows: list[_Row], rcpt: Recipient, counts: dict[str, int],
+                   rep: NotifyReport) -> list[tuple[_Row, int, str, float, str, str]]:
+        """Send one SMS; the attempts of the notices it carries, to be written."""
+        results = self._send(msg)
+        text = self._sms_text(msg.text)
+        writes = []
+        for j, res in enumerate(results, start=1):
+            status = "sent" if res.ok else "failed"
+            writes += [(r, r.attempt + j, status, msg.at, text, res.error) for r in rows]
+        ph = rows[0].phone_hash
+        if results[-1].ok:
+            counts[ph] = counts.get(ph, 0) + 1
+            rep.sms += 1
+            rep.sent += len(rows)
+            log.info("sms sent to %s (%s) via %s: %d notice(s) %s, %d segment(s)%s",
+                     rcpt.phone_masked, rcpt.role, self.provider.name, len(rows),
+                     ",".join(i[:8] for i in msg.meta["alert_ids"]), msg.meta["segments"],
+                     f", part {msg.meta['part']}" if "part" in msg.meta else "")
+        else:
+            rep.failed += 1
+            log.warning("sms to %s failed after %d tries via %s: %s (retried later)",
+                        rcpt.phone_masked, len(results), self.provider.name, results[-1].error)
+        return writes
 
     def _send(self, msg: Message) -> list[SendResult]:
         out: list[SendResult] = []

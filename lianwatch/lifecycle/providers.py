@@ -16,6 +16,11 @@ Both carriers send registered templates: the message carries the template
 variables; the template codes come with the provider's config
 (:class:`AliyunSmsConfig`, :class:`TencentSmsConfig`), which the commands fill
 from the environment.
+
+Every provider has its carrier's :class:`~lianwatch.lifecycle.texts.SmsLimits`
+(:data:`ALIYUN_LIMITS`, :data:`TENCENT_LIMITS`); the notifier fits every message
+to the provider's limits before it hands it over (``texts.fit_params``), so the
+outbox, which previews one carrier's limits, shows what that carrier would get.
 """
 
 from __future__ import annotations
@@ -33,16 +38,35 @@ import orjson
 from pydantic import BaseModel, SecretStr
 
 from lianwatch.errors import ProviderError
-from lianwatch.lifecycle.texts import PARAM_ORDER, mask_numbers, normalize_phone
+from lianwatch.lifecycle.texts import (
+    PARAM_ORDER, SmsLimits, limit_problems, mask_numbers, normalize_phone,
+)
 from lianwatch.models.clock import DEFAULT_TZ, format_ts
 
 __all__ = ["Message", "SendResult", "SmsProvider", "ProviderError", "OutboxProvider",
            "AliyunSmsProvider", "TencentSmsProvider", "AliyunSmsConfig", "TencentSmsConfig",
-           "make_provider", "provider_errors", "ALIYUN_ENV_PREFIX", "TENCENT_ENV_PREFIX"]
+           "make_provider", "provider_errors", "ALIYUN_ENV_PREFIX", "TENCENT_ENV_PREFIX",
+           "ALIYUN_LIMITS", "TENCENT_LIMITS", "CARRIER_LIMITS"]
 
 #: the environment variables the commands fill the configs from (named in "not configured")
 ALIYUN_ENV_PREFIX = "LIANWATCH_ALIYUN_SMS_"
 TENCENT_ENV_PREFIX = "LIANWATCH_TENCENT_SMS_"
+
+#: Aliyun SMS (dysmsapi). "在解除变量长度限制后，单个模板变量的长度可以超过默认的 35 字符上限。
+#: 但整条短信（含签名 + 模板固定内容 + 所有变量替换后的内容）的总长度上限为 500 字符"
+#: -- https://help.aliyun.com/zh/document_detail/3041859.html (长变量短信发送与字符限制是什么?):
+#: 35 characters per variable unless lifted for the account, 500 for the whole SMS.
+ALIYUN_LIMITS = SmsLimits("aliyun", 35, 500)
+#: Tencent Cloud SMS. "短信正文模板中每个变量是否有字数限制？验证码短信：每个变量取值最多支持6位纯数字。
+#: 非验证码短信：每个变量取值最多支持6个字符。说明：汉字、字母、数字、标点符号（不区分全角/半角）
+#: 以及空格等，都按1个字符计算" -- https://cloud.tencent.com/document/product/382/13301 (模板
+#: FAQ); "The total length of an SMS message (containing the actual values of the signature
+#: and variables) cannot exceed 500 characters" -- https://www.tencentcloud.com/document/
+#: product/382/40659 (Body Template Review Standards). 6 is what the documentation gives
+#: (the earlier 35 here had no source): a template approved with longer variables sets
+#: LIANWATCH_TENCENT_SMS_PARAM_MAX_LEN.
+TENCENT_LIMITS = SmsLimits("tencent", 6, 500)
+CARRIER_LIMITS = {"aliyun": ALIYUN_LIMITS, "tencent": TENCENT_LIMITS}
 
 
 class AliyunSmsConfig(BaseModel):
@@ -74,7 +98,8 @@ class TencentSmsConfig(BaseModel):
     region: str = "ap-guangzhou"
     endpoint: str = "sms.tencentcloudapi.com"
     timeout_s: int = 10
-    param_max_len: int = 35
+    #: longest template variable value (TENCENT_LIMITS: 6 by the documentation)
+    param_max_len: int = 6
 
 
 def _sdk_exceptions() -> list[tuple[type[BaseException], str]]:
@@ -164,32 +189,37 @@ class SendResult:
 class SmsProvider(Protocol):
     name: str
     sign_name: str
-    #: longest variable value the carrier takes (None: no limit)
-    param_max_len: int | None
+    #: what the carrier accepts (variable and message length)
+    limits: SmsLimits
 
     def send(self, msg: Message) -> SendResult: ...
 
 
 class OutboxProvider:
-    """Sends nothing: appends each SMS to a JSONL file (masked number) for review.
+    """Sends nothing: appends each SMS to a JSONL file (masked number) for review,
+    with a carrier's limits applied (``limits``, default Aliyun's), so each line is
+    what that carrier would be sent; ``problems`` lists anything it would refuse
+    (nothing, when the notifier did its job).
 
     The notifier records it in the ``notifications`` table like any send.
     """
 
     name = "outbox"
-    param_max_len: int | None = None
 
     def __init__(self, path: str | Path, sign_name: str = "廉情监督",
-                 tz: tzinfo = DEFAULT_TZ) -> None:
+                 tz: tzinfo = DEFAULT_TZ, limits: SmsLimits = ALIYUN_LIMITS) -> None:
         self.path = Path(path)
         self.sign_name = sign_name
         self.tz = tz
+        self.limits = limits
         self._lock = threading.Lock()
 
     def send(self, msg: Message) -> SendResult:
+        text = f"【{self.sign_name}】{msg.text}"
         rec = {"at": format_ts(msg.at, self.tz), "ref": msg.ref, **msg.meta,
-               "template": msg.template, "params": msg.params,
-               "text": f"【{self.sign_name}】{msg.text}"}
+               "template": msg.template, "params": msg.params, "text": text,
+               "limits": self.limits.name,
+               "problems": limit_problems(msg.params, text, self.limits)}
         rec.pop("phone", None)
         with provider_errors(self.name), self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -218,7 +248,7 @@ class AliyunSmsProvider:
     def __init__(self, cfg: AliyunSmsConfig) -> None:
         self.cfg = cfg
         self.sign_name = self.cfg.sign_name
-        self.param_max_len = self.cfg.param_max_len
+        self.limits = SmsLimits("aliyun", self.cfg.param_max_len, ALIYUN_LIMITS.max_chars)
         missing = [n for n, v in (
             (ALIYUN_ENV_PREFIX + "ACCESS_KEY_ID", self.cfg.access_key_id.get_secret_value()),
             (ALIYUN_ENV_PREFIX + "ACCESS_KEY_SECRET",
@@ -285,7 +315,7 @@ class TencentSmsProvider:
     def __init__(self, cfg: TencentSmsConfig) -> None:
         self.cfg = cfg
         self.sign_name = self.cfg.sign_name
-        self.param_max_len = self.cfg.param_max_len
+        self.limits = SmsLimits("tencent", self.cfg.param_max_len, TENCENT_LIMITS.max_chars)
         missing = [n for n, v in (
             (TENCENT_ENV_PREFIX + "SECRET_ID", self.cfg.secret_id.get_secret_value()),
             (TENCENT_ENV_PREFIX + "SECRET_KEY", self.cfg.secret_key.get_secret_value()),
@@ -335,10 +365,12 @@ class TencentSmsProvider:
 
 def make_provider(kind: str = "outbox", *, outbox: str | Path | None = None,
                   aliyun: AliyunSmsConfig | None = None, tencent: TencentSmsConfig | None = None,
-                  sign_name: str = "廉情监督", tz: tzinfo = DEFAULT_TZ) -> SmsProvider:
+                  sign_name: str = "廉情监督", tz: tzinfo = DEFAULT_TZ,
+                  carrier: str = "aliyun") -> SmsProvider:
     """The provider ``kind`` (``outbox``, ``aliyun``, ``tencent``) from its config.
 
-    ``outbox``: the JSONL file (required for the outbox). A carrier without its config
+    ``outbox``: the JSONL file (required for the outbox); ``carrier``: whose limits the
+    outbox applies (``aliyun`` or ``tencent``). A carrier without its config
     is not configured (ProviderError naming what to set).
     """
     if kind == "aliyun":
@@ -349,4 +381,4 @@ def make_provider(kind: str = "outbox", *, outbox: str | Path | None = None,
         raise ProviderError(f"unknown SMS provider {kind!r} (outbox, aliyun or tencent)")
     if outbox is None:
         raise ProviderError("the outbox provider needs the path of its JSONL file")
-    return OutboxProvider(outbox, sign_name=sign_name, tz=tz)
+    return OutboxProvider(outbox, sign_name=sign_name, tz=tz, limits=CARRIER_LIMITS[carrier])

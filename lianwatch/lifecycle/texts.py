@@ -26,13 +26,15 @@ import hashlib
 import hmac
 import math
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from lianwatch.rules import RULES
 
 __all__ = [
     "RULE_ZH", "RULE_EN", "TEMPLATES", "PARAM_ORDER", "render", "sms_segments", "sms_length",
-    "mask_phone", "normalize_phone", "PhoneHasher", "mask_numbers", "rule_name",
+    "mask_phone", "normalize_phone", "PhoneHasher", "mask_numbers", "rule_name", "SmsLimits",
+    "fit_params", "limit_problems", "CODE_PARAMS",
 ]
 
 RULE_ZH = {rule: meta["zh"] for rule, meta in RULES.items()}
@@ -114,6 +116,60 @@ def sms_segments(text: str) -> int:
     return 1 if n <= 70 else math.ceil(n / 67)
 
 
+# --------------------------------------------------------------------- carrier limits
+#: variables that carry alert codes: cut to a prefix (still a usable code), never "…"
+CODE_PARAMS = frozenset({"code", "codes"})
+
+
+@dataclass(frozen=True)
+class SmsLimits:
+    """What a carrier accepts for one templated SMS (the providers' profiles and
+    their sources are in :mod:`lianwatch.lifecycle.providers`).
+
+    Carriers count every character as one (汉字、字母、数字、标点符号、空格), so
+    lengths here are ``len``; the whole SMS is the signature plus the text with its
+    variables filled in.
+    """
+
+    name: str
+    #: longest value of one template variable (None: no limit)
+    param_max_len: int | None
+    #: longest whole SMS (signature + text)
+    max_chars: int = 500
+
+
+def _cut(key: str, value: str, n: int | None) -> str:
+    if n is None or len(value) <= n:
+        return value
+    if key in CODE_PARAMS:
+        return value[:n]  # a shorter prefix of an alert id is still a code
+    return value[: max(0, n - 1)] + "…"
+
+
+def fit_params(params: dict[str, str], limits: "SmsLimits | None") -> dict[str, str]:
+    """Every variable cut to the carrier's limit (the one place outbox and providers share).
+
+    >>> fit_params({"rule": "加油时车辆不在加油站", "code": "b1f0c2e4"}, SmsLimits("t", 6))
+    {'rule': '加油时车辆…', 'code': 'b1f0c2'}
+    """
+    n = limits.param_max_len if limits is not None else None
+    return {k: _cut(k, str(v), n) for k, v in params.items()}
+
+
+def limit_problems(params: dict[str, str], full_text: str, limits: "SmsLimits | None") -> list[str]:
+    """Why a carrier would refuse this SMS (empty: it fits)."""
+    if limits is None:
+        return []
+    out = []
+    n = limits.param_max_len
+    if n is not None:
+        out += [f"variable {k} has {len(v)} characters, {limits.name} takes {n}"
+                for k, v in params.items() if len(v) > n]
+    if len(full_text) > limits.max_chars:
+        out.append(f"the SMS has {len(full_text)} characters, {limits.name} takes {limits.max_chars}")
+    return out
+
+
 # --------------------------------------------------------------------- phones
 
 _NUM = re.compile(r"(?<!\d)(?:\+?86[- ]?)?(1\d{2})[- ]?(\d{4})[- ]?(\d{4})(?!\d)")
@@ -142,15 +198,18 @@ def mask_numbers(text: str) -> str:
 
 
 class PhoneHasher:
-    """Keyed hash of a number for the notifications table (the number itself is not kept).
+    """Keyed hash (HMAC-SHA256) of a number for the notifications table (the number
+    itself is not kept). The key is the install's (:mod:`lianwatch.lifecycle.hashkey`):
+    there is no default, and the old public one is refused."""
 
-    With no key (``LIANWATCH_NOTIFY_PHONE_HASH_KEY``) it is a plain salted
-    SHA-256, which anyone can reverse by trying all numbers: set a key in
-    production.
-    """
+    def __init__(self, key: str) -> None:
+        from lianwatch.lifecycle.hashkey import PUBLIC_KEYS
 
-    def __init__(self, key: str = "") -> None:
-        self._key = (key or "lianwatch-phone").encode("utf-8")
+        if not key or key in PUBLIC_KEYS:
+            from lianwatch.errors import ConfigError
+
+            raise ConfigError("a phone hash key is required (the install's, never a public default)")
+        self._key = key.encode("utf-8")
 
     def __call__(self, phone: str) -> str:
         return hmac.new(self._key, normalize_phone(phone).encode("ascii"),
