@@ -1,4 +1,5 @@
-"""Reference data (vehicles, villages, officials, projects) and its look-ups.
+"""Reference data (vehicles, villages, officials, projects; in version 2 persons,
+companies and contracts) and its look-ups.
 
 Slowly changing: loaded from files before replay, or from compacted topics in
 streaming. A later record with the same id replaces the earlier one.
@@ -9,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from lianwatch.models.records import Official, Project, Vehicle, Village
+from lianwatch.models.records import (
+    Company, Contract, Official, Person, Project, Vehicle, Village,
+)
 
 __all__ = ["Reference"]
 
@@ -20,6 +23,9 @@ class Reference:
         self.villages: dict[str, Village] = {}
         self.officials: dict[str, Official] = {}
         self.projects: dict[str, Project] = {}
+        self.persons: dict[str, Person] = {}
+        self.companies: dict[str, Company] = {}
+        self.contracts: dict[str, Contract] = {}
         self.card_vehicle: dict[str, str] = {}
         # village_id → payee_id → person_ids of that village's officials tied to the payee
         self.related: dict[str, dict[str, list[str]]] = {}
@@ -42,6 +48,8 @@ class Reference:
             self._reindex_related()
         elif kind == "projects":
             self.projects[rec.project_id] = rec
+        elif kind in ("persons", "companies", "contracts"):
+            getattr(self, kind)[rec.key] = rec
         else:
             raise KeyError(kind)
 
