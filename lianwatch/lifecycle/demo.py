@@ -26,7 +26,7 @@ __all__ = ["after_demo", "load_ref", "format_outbox_table"]
 
 def load_ref(directory: str | Path, tz: tzinfo = DEFAULT_TZ) -> Any:
     """Reference data (villages with their contacts, vehicles, projects) of a contract dir."""
-    from lianwatch.replay.files import find_files
+    from lianwatch.models.files import find_files
     from lianwatch.replay.run import DeadLetters, load_reference
 
     ref, _ = load_reference(find_files(directory), DeadLetters(None), tz)
