@@ -23,6 +23,7 @@ import orjson
 
 from lianwatch.models.alert import Alert
 from lianwatch.models.clock import DEFAULT_TZ, parse_ts
+from lianwatch.models.streams import SPECS
 from lianwatch.sinks.base import StoreError
 from lianwatch.sinks.schema import (
     SCHEMA_VERSION, TABLES, VIEWS, Capabilities, canonical_row, column_types, render_add_column,
@@ -33,9 +34,6 @@ __all__ = ["AlertStore", "open_store", "connect"]
 
 log = logging.getLogger(__name__)
 
-_SUBJECT = {"gps": "vehicle_id", "fuel": "vehicle_id", "payments": "village_id",
-            "progress": "project_id"}
-_EVENT_ID = {"fuel": "txn_id", "payments": "payment_id", "progress": "report_id"}
 _ALERT_SELECT = ("alert_id, version, rule, level, subject_type, subject_id, unit_id, "
                  "village_id, event_ts, detected_at, title, title_en, evidence, source_event_ids")
 
@@ -205,7 +203,7 @@ class AlertStore:
     def rows_for_archive(self, stream: str, records: Iterable[tuple[dict[str, Any], bytes]],
                          subject_of: Any = None) -> list[tuple]:
         """(subject, epoch ms, event id, raw text) per record: the archive's canonical rows."""
-        subj = _SUBJECT[stream]
+        subj = SPECS[stream].subject_field
         rows: list[tuple] = []
         append = rows.append
         if stream == "gps":
@@ -217,7 +215,7 @@ class AlertStore:
                         "%s@%d.%03d" % (vid, ms // 1000, ms % 1000),
                         raw.decode("utf-8", "replace")))
         else:
-            key = _EVENT_ID[stream]
+            key = SPECS[stream].id_field
             for ev, raw in records:
                 sid = ev.get(subj) or (subject_of(ev) if subject_of else None) or ""
                 append((sid, round(ev["t"] * 1000.0), ev[key], raw.decode("utf-8", "replace")))
@@ -309,9 +307,11 @@ class AlertStore:
         return [(int(r["ms"]) / 1000.0, r["raw"].encode("utf-8")) for r in rows]
 
     def reference_rows(self, kind: str) -> list[bytes]:
-        """The raw JSON of the stored reference records of ``kind`` (vehicles, …)."""
-        key = {"vehicles": "vehicle_id", "villages": "village_id", "officials": "person_id",
-               "projects": "project_id"}[kind]
+        """The raw JSON of the stored reference records of ``kind`` (vehicles, …); none
+        for a kind the store keeps no table of."""
+        key = SPECS[kind].id_field
+        if f"ref_{kind}" not in TABLES:
+            return []
         rows = self.query(f"SELECT raw FROM {self.db}.ref_{kind} FINAL ORDER BY {key}")
         return [r["raw"].encode("utf-8") for r in rows]
 
