@@ -28,7 +28,7 @@ that need more than one field (a tender's bids, its deadline after its notice).
 from __future__ import annotations
 
 import re
-from datetime import date, timedelta
+from datetime import date
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
@@ -39,7 +39,7 @@ from .clock import DEFAULT_TZ
 
 __all__ = [
     "DEFAULT_TZ", "STARTED_STAGES", "EVENT_MODELS", "REFERENCE_MODELS", "PROGRAMMES",
-    "FIRST_DAY", "LAST_DAY", "contract_error",
+    "FIRST_DAY", "LAST_DAY", "contract_error", "shift_years",
     "Vehicle", "Depot", "Village", "Contact", "Official", "Project", "Person", "Company",
     "Contract", "Instalment",
     "Gps", "Fuel", "Payment", "Progress", "Subsidy", "Labor", "Tender", "Bid", "Receipt", "Mileage",
@@ -290,8 +290,13 @@ class Instalment(_Record):
     amount_yuan: NonNeg
 
 
-#: how far an instalment may fall before the signing (or start) or after the end
-SCHEDULE_SLACK = timedelta(days=366)
+def shift_years(d: date, years: int) -> date:
+    """The same day ``years`` later (or earlier); 29 February becomes 1 March in a
+    common year, as the contract's terms count."""
+    try:
+        return d.replace(year=d.year + years)
+    except ValueError:
+        return date(d.year + years, 3, 1)
 
 
 class Contract(_Record):
@@ -299,7 +304,8 @@ class Contract(_Record):
 
     Checked: ``start`` ≤ ``end``; ``signed_date`` not after ``end``; every
     instalment due no earlier than a year before the signing (``start`` when there
-    is no ``signed_date``) and no later than a year after ``end``; no two
+    is no ``signed_date``) and no later than a year after ``end`` (a deposit before
+    the term, arrears settled after it: more is a typo in a year); no two
     instalments due on one date (an instalment is known as ``contract_id#due``).
     """
 
@@ -320,8 +326,8 @@ class Contract(_Record):
             raise contract_error("end: before start")
         if self.signed_date is not None and self.signed_date > self.end:
             raise contract_error("signed_date: after end")
-        first = (self.signed_date or self.start) - SCHEDULE_SLACK
-        last = self.end + SCHEDULE_SLACK
+        first = shift_years(self.signed_date or self.start, -1)
+        last = shift_years(self.end, 1)
         seen: set[date] = set()
         for i, inst in enumerate(self.schedule):
             if not first <= inst.due <= last:
