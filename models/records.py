@@ -29,13 +29,14 @@ from __future__ import annotations
 
 import re
 from datetime import date
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 from typing_extensions import NotRequired, TypedDict
 
 from .clock import DEFAULT_TZ
+from .streams import SPECS
 
 __all__ = [
     "DEFAULT_TZ", "STARTED_STAGES", "EVENT_MODELS", "REFERENCE_MODELS", "PROGRAMMES",
@@ -163,6 +164,14 @@ def _none_is(default: float):  # noqa: ANN202 - a before-validator: null → the
 class _Record(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True, str_strip_whitespace=True)
 
+    #: a reference kind's id field (from :data:`~lianwatch.models.streams.SPECS`)
+    id_field: ClassVar[str] = ""
+
+    @property
+    def key(self) -> str:
+        """The record's id (``vehicle_id``, ``person_id``…)."""
+        return getattr(self, self.id_field)
+
 
 # --------------------------------------------------------------------- reference
 
@@ -185,10 +194,6 @@ class Vehicle(_Record):
     #: version 2: the unit's fuel norm for the car, litres per 100 km
     norm_l_per_100km: FuelNorm | None = None
 
-    @property
-    def key(self) -> str:
-        return self.vehicle_id
-
 
 class Contact(_Record):
     role: Role
@@ -206,10 +211,6 @@ class Village(_Record):
     tender_threshold_yuan: Annotated[Positive, _none_is(400000.0)] = 400000.0
     contacts: list[Contact] = Field(default_factory=list)
 
-    @property
-    def key(self) -> str:
-        return self.village_id
-
 
 class Official(_Record):
     person_id: Id
@@ -223,10 +224,6 @@ class Official(_Record):
     #: version 2: the villages this official has power over (default: ``[village_id]``)
     scope_village_ids: list[Id] | None = None
     town: Text = ""
-
-    @property
-    def key(self) -> str:
-        return self.person_id
 
     @property
     def scope(self) -> tuple[str, ...]:
@@ -245,10 +242,6 @@ class Project(_Record):
     planned_start: Day
     planned_end: Day
 
-    @property
-    def key(self) -> str:
-        return self.project_id
-
 
 class Person(_Record):
     """The population register (version 2): one person, by a pseudonymous id."""
@@ -265,10 +258,6 @@ class Person(_Record):
             raise contract_error("death_date: before birth_date")
         return self
 
-    @property
-    def key(self) -> str:
-        return self.person_id
-
 
 class Company(_Record):
     """The market-regulation register (version 2): one company."""
@@ -279,10 +268,6 @@ class Company(_Record):
     shareholder_ids: list[Id] = Field(default_factory=list)
     address: Text = ""
     phone: Text = ""
-
-    @property
-    def key(self) -> str:
-        return self.company_id
 
 
 class Instalment(_Record):
@@ -340,10 +325,6 @@ class Contract(_Record):
                                      i=i, due=inst.due.isoformat())
             seen.add(inst.due)
         return self
-
-    @property
-    def key(self) -> str:
-        return self.contract_id
 
 
 # ------------------------------------------------------------------------ events
@@ -509,3 +490,5 @@ REFERENCE_MODELS: dict[str, type[_Record]] = {
     "companies": Company,
     "contracts": Contract,
 }
+for _kind, _model in REFERENCE_MODELS.items():
+    _model.id_field = SPECS[_kind].id_field  # type: ignore[misc]
