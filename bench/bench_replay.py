@@ -28,7 +28,8 @@ import orjson
 
 
 def baseline(d: Path) -> tuple[int, float]:
-    from lianwatch.replay.files import EVENT_STREAMS, find_files, open_lines
+    from lianwatch.models.files import find_files, open_lines
+    from lianwatch.models.streams import EVENT_STREAMS
 
     files = find_files(d)
     t0 = time.perf_counter()
@@ -65,7 +66,7 @@ def state_size(d: Path) -> dict:
     from lianwatch.detectors.fuel import FuelDetector
     from lianwatch.engine import Engine
     from lianwatch.replay.run import DeadLetters, _events, load_reference
-    from lianwatch.replay.files import find_files
+    from lianwatch.models.files import find_files
     from lianwatch.models.order import ExternalSorter
     from lianwatch.rules import RuleSet
     from lianwatch.models.clock import DEFAULT_TZ

@@ -17,7 +17,7 @@ from datetime import date
 from pathlib import Path
 
 from lianwatch.evaluate import load_labels
-from lianwatch.replay.files import find_files, open_lines
+from lianwatch.models.files import find_files, open_lines
 from lianwatch.models.parse import parse_event
 from lianwatch.detectors.unusual import score_payments
 

@@ -1,4 +1,5 @@
-"""Reference data (vehicles, villages, officials, projects) and its look-ups.
+"""Reference data (vehicles, villages, officials, projects; in version 2 persons,
+companies and contracts) and its look-ups.
 
 Slowly changing: loaded from files before replay, or from compacted topics in
 streaming. A later record with the same id replaces the earlier one, and a
@@ -16,7 +17,10 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from lianwatch.models.parse import parse_reference
-from lianwatch.models.records import REFERENCE_MODELS, Official, Project, Vehicle, Village
+from lianwatch.models.records import (
+    REFERENCE_MODELS, Company, Contract, Official, Person, Project, Vehicle, Village,
+)
+from lianwatch.ties import Changed, Ties
 
 __all__ = ["Reference", "REFERENCE_KINDS"]
 
@@ -30,30 +34,33 @@ class Reference:
         self.villages: dict[str, Village] = {}
         self.officials: dict[str, Official] = {}
         self.projects: dict[str, Project] = {}
+        self.persons: dict[str, Person] = {}
+        self.companies: dict[str, Company] = {}
+        self.contracts: dict[str, Contract] = {}
         self.card_vehicle: dict[str, str] = {}
-        # village_id → payee_id → person_ids of that village's officials tied to the payee
-        self.related: dict[str, dict[str, list[str]]] = {}
+        #: ties to officials (officials × the company register), kept current by add/remove
+        self.ties = Ties()
 
     # ------------------------------------------------------------------ updates
-    def add(self, kind: str, rec: Any) -> None:
+    def add(self, kind: str, rec: Any) -> Changed | None:
+        """Add or replace one record. For officials and companies: the persons and
+        companies whose ties to officials may have changed (late register facts)."""
         if kind == "vehicles":
-            old = self.vehicles.get(rec.vehicle_id)
-            if old is not None:
-                for c in old.card_ids:
-                    if self.card_vehicle.get(c) == old.vehicle_id:
-                        del self.card_vehicle[c]
+            self._drop_cards(self.vehicles.get(rec.vehicle_id))
             self.vehicles[rec.vehicle_id] = rec
             for c in rec.card_ids:
                 self.card_vehicle[c] = rec.vehicle_id
-        elif kind == "villages":
-            self.villages[rec.village_id] = rec
         elif kind == "officials":
             self.officials[rec.person_id] = rec
-            self._reindex_related()
-        elif kind == "projects":
-            self.projects[rec.project_id] = rec
+            return self.ties.set_official(rec)
+        elif kind == "companies":
+            self.companies[rec.company_id] = rec
+            return self.ties.set_company(rec)
+        elif kind in ("villages", "projects", "persons", "contracts"):
+            getattr(self, kind)[rec.key] = rec
         else:
             raise KeyError(kind)
+        return None
 
     def add_all(self, kind: str, recs: Iterable[Any]) -> None:
         for r in recs:
@@ -61,24 +68,25 @@ class Reference:
 
     def remove(self, kind: str, key: str) -> bool:
         """Forget the record of ``kind`` with id ``key`` (and what was derived from it:
-        a vehicle's cards, an official's related payees). False when there was none."""
-        if kind == "vehicles":
-            old = self.vehicles.pop(key, None)
-            if old is not None:
-                for c in old.card_ids:
-                    if self.card_vehicle.get(c) == key:
-                        del self.card_vehicle[c]
-        elif kind == "villages":
-            old = self.villages.pop(key, None)
-        elif kind == "officials":
-            old = self.officials.pop(key, None)
-            if old is not None:
-                self._reindex_related()
-        elif kind == "projects":
-            old = self.projects.pop(key, None)
-        else:
+        a vehicle's cards, an official's or a company's ties). False when there was none."""
+        if kind not in REFERENCE_KINDS:
             raise KeyError(kind)
-        return old is not None
+        old = getattr(self, kind).pop(key, None)
+        if old is None:
+            return False
+        if kind == "vehicles":
+            self._drop_cards(old)
+        elif kind == "officials":
+            self.ties.remove_official(key)
+        elif kind == "companies":
+            self.ties.remove_company(key)
+        return True
+
+    def _drop_cards(self, old: Vehicle | None) -> None:
+        if old is not None:
+            for c in old.card_ids:
+                if self.card_vehicle.get(c) == old.vehicle_id:
+                    del self.card_vehicle[c]
 
     @classmethod
     def from_raw(cls, lines_of: Callable[[str], Iterable[bytes] | None],
@@ -96,16 +104,6 @@ class Reference:
                         kept.append(raw)
         return ref
 
-    def _reindex_related(self) -> None:
-        related: dict[str, dict[str, list[str]]] = {}
-        for off in self.officials.values():
-            if not off.village_id:
-                continue
-            by_payee = related.setdefault(off.village_id, {})
-            for payee in off.related_payee_ids:
-                by_payee.setdefault(payee, []).append(off.person_id)
-        self.related = related
-
     # ------------------------------------------------------------------ look-ups
     def vehicle_of(self, ev: dict[str, Any]) -> str | None:
         """The vehicle a fuel transaction belongs to (its own id, else its card's)."""
@@ -119,8 +117,11 @@ class Reference:
         return v.unit_id if v else None
 
     def related_officials(self, village_id: str, payee_id: str) -> list[Official]:
-        ids = self.related.get(village_id, {}).get(payee_id, ())
-        return [self.officials[i] for i in ids]
+        """Officials of the village listing the payee among their ``related_payee_ids``
+        (the version 1 reading of ``payment.conflict_of_interest``), by person id."""
+        ids = {t.official_id for t in self.ties.company_ties(payee_id, village_id)
+               if t.how == "related_payee"}
+        return [self.officials[i] for i in sorted(ids)]
 
     def approval_threshold(self, village_id: str, default: float) -> float:
         v = self.villages.get(village_id)

@@ -33,6 +33,7 @@ from lianwatch.errors import ConfigError
 from lianwatch.lifecycle.providers import (
     ALIYUN_ENV_PREFIX, TENCENT_ENV_PREFIX, AliyunSmsConfig, TencentSmsConfig,
 )
+from lianwatch.models.clock import EARLIEST, TimeWindow, parse_ts
 from lianwatch.sinks.server import ClickHouseConfig
 
 __all__ = ["Settings", "ClickHouseSettings", "KafkaSettings", "NotifySettings",
@@ -70,10 +71,27 @@ class Settings(BaseSettings):
     tz: str = "Asia/Shanghai"
     lang: str = Field("zh", pattern="^(zh|en)$")
     rules_file: str | None = None
+    #: the event times accepted (older or newer records are dead letters, CONTRACT §2):
+    #: from this time (RFC 3339 or a local date; default 2000-01-01 UTC) …
+    not_before: str | None = None
+    #: … to this many hours past the wall clock
+    max_ahead_hours: float = Field(24.0, gt=0, le=24 * 366)
 
     @cached_property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.tz)
+
+    def time_window(self, now: float, *, not_before: str | None = None,
+                    max_ahead_hours: float | None = None) -> TimeWindow:
+        """The :class:`TimeWindow` for a run whose wall clock reads ``now`` (the
+        arguments override the settings: a command's options)."""
+        text = not_before if not_before is not None else self.not_before
+        earliest = EARLIEST
+        if text:
+            text = text.strip()
+            earliest = parse_ts(text + " 00:00:00" if len(text) == 10 else text, self.zone)
+        hours = max_ahead_hours if max_ahead_hours is not None else self.max_ahead_hours
+        return TimeWindow.around(now, ahead_s=hours * 3600.0, earliest=earliest)
 
 
 class NotifySettings(BaseSettings):

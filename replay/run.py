@@ -1,15 +1,22 @@
 """``lianwatch replay``: a contract directory in, alerts out, in event time, no broker, no server.
 
 Reference data is loaded first; events from every file are validated (bad
-lines are set aside with their reason), put in event-time order (external
+lines, times outside the caller's window and the damaged rest of a compressed
+file are set aside with their reason), put in event-time order (external
 sort: bounded memory), and fed to the one engine loop. At the end the clock
 moves to ``--as-of`` (default: the newest event time) and each alert is
 written once, in its final state.
+
+What a run spills (chDB's sort of the pings, the event sorter) goes to its own
+scratch directory under ``scratch_root`` (:mod:`lianwatch.replay.scratch`),
+removed at the end; a run also removes what killed runs left there.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -23,20 +30,22 @@ import orjson
 
 from lianwatch.detectors import default_detectors
 from lianwatch.engine import Engine
+from lianwatch.errors import InputError
 from lianwatch.models.alert import Alert, keep_newest
-from lianwatch.models.clock import DEFAULT_TZ, format_ts
+from lianwatch.models.clock import DEFAULT_TZ, DEFAULT_WINDOW, TimeWindow, format_ts
+from lianwatch.models.files import find_files, open_chunks, reference_records
 from lianwatch.models.parse import fast_parser, parse_event
+from lianwatch.models.streams import EVENT_STREAMS
 from lianwatch.reference import Reference
-from lianwatch.replay.files import (
-    EVENT_STREAMS, find_files, open_chunks, reference_records,
-)
 from lianwatch.replay.pings import PingFile
+from lianwatch.replay.scratch import ScratchDir
 from lianwatch.models.order import ExternalSorter
 from lianwatch.rules import RuleSet
 
 __all__ = ["replay_dir", "ReplayResult", "DeadLetters", "load_reference", "deadletter_path"]
 
 _INF = float("inf")
+log = logging.getLogger(__name__)
 
 
 def deadletter_path(output: str | Path) -> Path:
@@ -114,23 +123,29 @@ def _lean(ev: dict[str, Any]) -> dict[str, Any]:
             "lat": ev["lat"], "lon": ev["lon"]}
 
 
-def _events(files: dict[str, Path], dead: DeadLetters, tz: tzinfo, read: Counter,
-            archive: Callable[[str, dict, bytes], None] | None) -> Iterator[dict[str, Any]]:
+def _events(files: dict[str, Path], dead: DeadLetters, tz: tzinfo, window: TimeWindow,
+            read: Counter, archive: Callable[[str, dict, bytes], None] | None
+            ) -> Iterator[dict[str, Any]]:
     """Every event of the files, validated (the bad ones to ``dead``), in file order."""
     for stream in EVENT_STREAMS:
         p = files.get(stream)
         if p is None:
             continue
         n = 0
-        parse = fast_parser(stream, tz)
+        parse = fast_parser(stream, tz, window)
         lean = stream == "gps"
-        for first, lines, _ in open_chunks(p):
+
+        def damaged(lineno: int, partial: bytes, why: str, stream: str = stream,
+                    name: str = p.name) -> None:
+            dead.add(stream, f"{name}:{lineno}", why, partial)
+
+        for first, lines, _ in open_chunks(p, on_damage=damaged):
             for i, line in enumerate(lines):
                 ev = parse(line)
                 if ev is None:
                     if not line.strip():
                         continue
-                    ev, why = parse_event(stream, line, tz)
+                    ev, why = parse_event(stream, line, tz, window)
                     if ev is None:
                         dead.add(stream, f"{p.name}:{first + i}", why or "invalid", line)
                         continue
@@ -150,7 +165,7 @@ def _rescued(pings: PingFile, dead: DeadLetters, tz: tzinfo, read: Counter
     for lineno, line in pings.rest():
         if not line.strip():
             continue
-        ev, why = parse_event("gps", line, tz)
+        ev, why = parse_event("gps", line, tz, pings.window)
         if ev is None:
             dead.add("gps", f"{name}:{lineno}", why or "invalid", line)
             continue
@@ -263,22 +278,66 @@ def replay_dir(
     rules: RuleSet | None = None,
     as_of: float | None = None,
     tz: tzinfo = DEFAULT_TZ,
+    window: TimeWindow = DEFAULT_WINDOW,
     max_in_memory: int = 1_000_000,
     progress: bool | None = None,
     store: Any = None,
     archive_batch: int = 100_000,
     sql_pings: bool | None = None,
+    scratch_root: str | Path | None = None,
 ) -> ReplayResult:
     """Replay a contract directory; write alerts to ``output`` (JSONL) if given.
 
+    ``window``: the event times accepted (the command gives
+    ``TimeWindow.around(time.time())``); a record outside is set aside with its reason.
     ``store``: an :class:`~lianwatch.sinks.store.AlertStore` to write alerts,
     dead letters and the raw-event archive to (the demo does).
     ``sql_pings``: check and sort the GPS file in chDB (:mod:`lianwatch.replay.pings`);
     default: yes, unless pings are archived to a store (that needs each raw line).
+    ``scratch_root``: where the run's scratch directory goes (the command gives the
+    data directory's ``tmp``); default: next to ``output``, else the system's temp dir.
+    Raises :class:`~lianwatch.errors.InputError` when a file cannot be read at all.
     """
     t0 = time.perf_counter()
-    rules = rules or RuleSet()
     files = find_files(input_dir)
+    if scratch_root is None:
+        scratch_root = (Path(output).resolve().parent if output is not None
+                        else Path(tempfile.gettempdir()))
+    with ScratchDir(scratch_root) as scratch:
+        assert scratch.path is not None
+        try:
+            res = _replay(files, output, rules=rules or RuleSet(), as_of=as_of, tz=tz,
+                          window=window, max_in_memory=max_in_memory, progress=progress,
+                          store=store, archive_batch=archive_batch, sql_pings=sql_pings,
+                          scratch=scratch.path)
+        finally:
+            from lianwatch.sinks.chdb_backend import close_session
+
+            close_session(scratch.path / "chdb")
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+def _ping_file(files: dict[str, Path], sort_bytes: int, window: TimeWindow,
+               workdir: Path) -> PingFile | None:
+    """The GPS file through chDB, its query started; None when chDB cannot read it
+    (a damaged ``.gz``: the Python reader then reads it up to the damage)."""
+    p = files.get("gps")
+    if p is None or not PingFile.can_read(p):
+        return None
+    pings = PingFile(p, sort_bytes=sort_bytes, window=window, workdir=workdir)
+    try:
+        pings.start()
+    except InputError as exc:
+        log.warning("%s; reading it in Python instead", exc)
+        return None
+    return pings
+
+
+def _replay(files: dict[str, Path], output: str | Path | None, *, rules: RuleSet,
+            as_of: float | None, tz: tzinfo, window: TimeWindow, max_in_memory: int,
+            progress: bool | None, store: Any, archive_batch: int, sql_pings: bool | None,
+            scratch: Path) -> ReplayResult:
     dead = DeadLetters(deadletter_path(output) if output is not None else None)
     ref, read = load_reference(files, dead, tz)
     engine = Engine(default_detectors(), rules, ref, tz=tz)
@@ -287,8 +346,7 @@ def replay_dir(
         store.write_reference(ref)
     if sql_pings is None:
         sql_pings = store is None
-    pings = PingFile(files["gps"], sort_bytes=max_in_memory * 64) \
-        if sql_pings and "gps" in files and PingFile.can_read(files["gps"]) else None
+    pings = _ping_file(files, max_in_memory * 64, window, scratch / "chdb") if sql_pings else None
 
     archive_fn = None
     pending: dict[str, list[tuple[dict, bytes]]] = {}
@@ -302,12 +360,13 @@ def replay_dir(
 
     if progress is None:
         progress = sys.stderr.isatty()
-    loop = _Loop(engine, dead, as_of, _progress_bar(files) if progress else None)
-    sorter = ExternalSorter(max_in_memory=max_in_memory)
+    loop = _Loop(engine, dead, as_of, _progress_bar(files, scratch / "chdb") if progress else None)
+    sorter = ExternalSorter(max_in_memory=max_in_memory, tmpdir=str(scratch))
     if pings is None:
-        loop.events(sorter.sorted(_events(files, dead, tz, read, archive_fn)))
+        loop.events(sorter.sorted(_events(files, dead, tz, window, read, archive_fn)))
     else:
-        others = _events({k: v for k, v in files.items() if k != "gps"}, dead, tz, read, archive_fn)
+        others = _events({k: v for k, v in files.items() if k != "gps"}, dead, tz, window, read,
+                         archive_fn)
         loop.pings(pings, sorter.sorted(chain(_rescued(pings, dead, tz, read), others)))
     loop.collect(engine.finish(as_of))
     loop.set_aside()
@@ -328,18 +387,21 @@ def replay_dir(
         received = time.time()  # when they were set aside (the dead-letter TTL counts from it)
         store.write_deadletters(dict(it, received_t=received) for it in dead.items)
     dead.close()
-    return ReplayResult(alerts=alerts, read=read, set_aside=dead.counts,
-                        seconds=time.perf_counter() - t0, as_of=end, after_as_of=loop.after,
-                        runs_spilled=sorter.runs_spilled)
+    return ReplayResult(alerts=alerts, read=read, set_aside=dead.counts, as_of=end,
+                        after_as_of=loop.after, runs_spilled=sorter.runs_spilled)
 
 
-def _progress_bar(files: dict[str, Path]) -> Any:
+def _progress_bar(files: dict[str, Path], workdir: Path) -> Any:
     """Events replayed, out of the event files' non-blank lines (counted by chDB, fast)."""
     from tqdm import tqdm
 
     paths = [files[s] for s in EVENT_STREAMS if s in files]
-    total = (sum(PingFile(p).count_lines() for p in paths)
-             if all(PingFile.can_read(p) for p in paths) else None)  # else: a count, no bar end
+    total = None  # unknown: a count, no bar end
+    if all(PingFile.can_read(p) for p in paths):
+        try:
+            total = sum(PingFile(p, workdir=workdir).count_lines() for p in paths)
+        except InputError:  # a damaged file: it is read up to the damage, and said so
+            total = None
     return tqdm(total=total, unit=" events", unit_scale=True, desc="replay", file=sys.stderr,
                 mininterval=0.5)
 

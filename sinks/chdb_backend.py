@@ -26,8 +26,8 @@ from lianwatch.sinks.base import StoreError
 from lianwatch.sinks.schema import Capabilities, Table
 from lianwatch.sinks.sql import quote_ident
 
-__all__ = ["ChdbBackend", "tsv_payload", "current_path", "scratch_session", "chdb_errors",
-           "error_code", "PERMANENT_CODES"]
+__all__ = ["ChdbBackend", "tsv_payload", "current_path", "scratch_session", "close_session",
+           "chdb_errors", "error_code", "PERMANENT_CODES"]
 
 _SESSIONS: dict[str, Any] = {}
 _LOCK = threading.RLock()
@@ -61,13 +61,31 @@ def _session(path: str):
 _MEMORY = ":memory:"
 
 
-def scratch_session():
-    """A chDB session for queries over files (no tables of its own): the open
-    session if there is one, else an in-memory one, which a store opened later
-    replaces."""
+def scratch_session(workdir: str | Path | None = None):
+    """A chDB session for queries over files (no tables of its own).
+
+    Where a sort spills is the session's data directory (its ``tmp/``): the open
+    session's if there is one (a store's, under the data directory), else a session
+    in ``workdir`` (the caller's scratch directory; chDB also clears that ``tmp/``
+    whenever it opens there again). Without a ``workdir`` an in-memory session, whose
+    spill goes to ``$TMPDIR`` and stays there if the process is killed: only for
+    queries that do not sort. A store opened later replaces the session.
+    """
     with _LOCK, chdb_errors():
         path = current_path()
-        return _session(path if path is not None else _MEMORY)
+        if path is None:
+            path = str(Path(workdir).resolve()) if workdir is not None else _MEMORY
+        return _session(path)
+
+
+def close_session(path: str | Path) -> None:
+    """Close this process's chDB session if it is the one in ``path`` (before the
+    directory is removed)."""
+    key = str(Path(path).resolve())
+    with _LOCK:
+        s = _SESSIONS.pop(key, None)
+        if s is not None:
+            s.close()
 
 
 # ---------------------------------------------------------------------- TabSeparated

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lianwatch.sinks.sql import quote_ident, quote_str
+from lianwatch.models.streams import EVENT_SPECS
 
 __all__ = ["Capabilities", "Table", "Column", "View", "TABLES", "VIEWS", "SCHEMA_VERSION",
            "render_table", "render_view", "render_all", "render_add_column", "TS_COLUMNS",
@@ -41,8 +42,9 @@ __all__ = ["Capabilities", "Table", "Column", "View", "TABLES", "VIEWS", "SCHEMA
 #: bump when a table, view or column is added; ``lianwatch db migrate`` brings older stores up
 #: 1 alerts, events_*, deadletters, schema_version · 2 alert_history, notifications,
 #: alerts.lat/lon · 3 ref_* · 4 view alerts_current (argMax-free: FINAL), archive tables
-#: deduplicating (ReplacingMergeTree on the event id) for new stores
-SCHEMA_VERSION = 4
+#: deduplicating (ReplacingMergeTree on the event id) for new stores · 5 the archive tables
+#: of contract version 2's streams (events_subsidies, _labor, _tenders, _receipts, _mileage)
+SCHEMA_VERSION = 5
 TZ = "Asia/Shanghai"
 
 
@@ -147,21 +149,24 @@ _ARCHIVE_COLS = (
 )
 
 
-def _archive(stream: str) -> Table:
+def _archive(stream: str, since: int) -> Table:
     # one table per stream, partitioned by month; a re-sent record (same subject, time
     # and id: a writer retry after an ambiguous failure, a record delivered twice
     # upstream) is folded away by the merges
     return Table(f"events_{stream}", _ARCHIVE_COLS, "ReplacingMergeTree",
-                 ("subject_id", "event_time", "event_id"), partition_by="toYYYYMM(event_time)")
+                 ("subject_id", "event_time", "event_id"), partition_by="toYYYYMM(event_time)",
+                 since=since)
+
+
+#: the schema version that added each contract version's archive tables
+_ARCHIVE_SINCE = {1: 1, 2: 5}
 
 
 TABLES: dict[str, Table] = {
     # one current row per alert id: the highest version (query with FINAL or alerts_current)
     "alerts": Table("alerts", _ALERT_COLS, "ReplacingMergeTree(version)", ("alert_id",)),
-    "events_gps": _archive("gps"),
-    "events_fuel": _archive("fuel"),
-    "events_payments": _archive("payments"),
-    "events_progress": _archive("progress"),
+    # the raw-event archive: one table per event stream of the contract
+    **{f"events_{s.name}": _archive(s.name, _ARCHIVE_SINCE[s.since]) for s in EVENT_SPECS},
     "deadletters": Table("deadletters", (
         Column("received_time", "TS"),
         Column("stream", "LC"),

@@ -25,6 +25,7 @@ import orjson
 from lianwatch.errors import ConfigError
 from lianwatch.models.alert import Alert
 from lianwatch.models.clock import DEFAULT_TZ, parse_ts
+from lianwatch.models.streams import SPECS
 from lianwatch.sinks.base import StoreError
 from lianwatch.sinks.sql import in_list, plain_ident, quote_str
 from lianwatch.sinks.schema import (
@@ -36,9 +37,6 @@ __all__ = ["AlertStore", "open_store", "connect", "alert_from_row", "ALERT_COLUM
 
 log = logging.getLogger(__name__)
 
-_SUBJECT = {"gps": "vehicle_id", "fuel": "vehicle_id", "payments": "village_id",
-            "progress": "project_id"}
-_EVENT_ID = {"fuel": "txn_id", "payments": "payment_id", "progress": "report_id"}
 #: the ``alerts`` columns that make an :class:`Alert` (see :func:`alert_from_row`)
 ALERT_COLUMNS = ("alert_id, version, rule, level, subject_type, subject_id, unit_id, "
                  "village_id, event_ts, detected_at, title, title_en, evidence, source_event_ids")
@@ -209,7 +207,7 @@ class AlertStore:
     def rows_for_archive(self, stream: str, records: Iterable[tuple[dict[str, Any], bytes]],
                          subject_of: Any = None) -> list[tuple]:
         """(subject, epoch ms, event id, raw text) per record: the archive's canonical rows."""
-        subj = _SUBJECT[stream]
+        subj = SPECS[stream].subject_field
         rows: list[tuple] = []
         append = rows.append
         if stream == "gps":
@@ -221,7 +219,7 @@ class AlertStore:
                         "%s@%d.%03d" % (vid, ms // 1000, ms % 1000),
                         raw.decode("utf-8", "replace")))
         else:
-            key = _EVENT_ID[stream]
+            key = SPECS[stream].id_field
             for ev, raw in records:
                 sid = ev.get(subj) or (subject_of(ev) if subject_of else None) or ""
                 append((sid, round(ev["t"] * 1000.0), ev[key], raw.decode("utf-8", "replace")))
@@ -315,9 +313,11 @@ class AlertStore:
         return [(int(r["ms"]) / 1000.0, r["raw"].encode("utf-8")) for r in rows]
 
     def reference_rows(self, kind: str) -> list[bytes]:
-        """The raw JSON of the stored reference records of ``kind`` (vehicles, …)."""
-        key = {"vehicles": "vehicle_id", "villages": "village_id", "officials": "person_id",
-               "projects": "project_id"}[kind]
+        """The raw JSON of the stored reference records of ``kind`` (vehicles, …); none
+        for a kind the store keeps no table of."""
+        key = SPECS[kind].id_field
+        if f"ref_{kind}" not in TABLES:
+            return []
         rows = self.query(f"SELECT raw FROM {self.db}.ref_{kind} FINAL ORDER BY {key}")
         return [r["raw"].encode("utf-8") for r in rows]
 

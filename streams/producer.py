@@ -24,8 +24,9 @@ from typing import Any
 
 from lianwatch.models.clock import DEFAULT_TZ
 from lianwatch.models.parse import parse_event
-from lianwatch.replay.files import EVENT_STREAMS, find_files, open_lines, reference_records
+from lianwatch.models.files import find_files, open_lines, reference_records
 from lianwatch.models.order import ExternalSorter
+from lianwatch.models.streams import EVENT_STREAMS
 
 from .topics import EVENT_KEY_FIELD, REF_ID_FIELD, Topics, encode_tick, partition_for
 

@@ -173,20 +173,5 @@ class RefFollower:
         return changed
 
     def _delete(self, kind: str, key: bytes | None) -> None:
-        if key is None:
-            return
-        k = key.decode("utf-8", "replace")
-        ref = self.ref
-        if kind == "vehicles":
-            old = ref.vehicles.pop(k, None)
-            if old is not None:
-                for c in old.card_ids:
-                    if ref.card_vehicle.get(c) == k:
-                        del ref.card_vehicle[c]
-        elif kind == "villages":
-            ref.villages.pop(k, None)
-        elif kind == "officials":
-            if ref.officials.pop(k, None) is not None:
-                ref._reindex_related()  # noqa: SLF001
-        elif kind == "projects":
-            ref.projects.pop(k, None)
+        if key is not None:
+            self.ref.remove(kind, key.decode("utf-8", "replace"))

@@ -396,7 +396,7 @@ class PartitionRuntime:
     def add_event(self, input_key: str, ev: dict[str, Any], entry: list[Any]) -> None:
         t = ev["t"]
         self.seq += 1
-        # the replay order: event time, stream, record id (lianwatch.replay.sort.sort_key)
+        # the replay order: event time, stream, record id (lianwatch.models.order.sort_key)
         heapq.heappush(self.heap, (t, ev["_s"], ev["_id"], self.seq, ev, entry))
         entry[4] = t
         if input_key and t > self.frontier[input_key]:  # "": not from a known source

@@ -3,6 +3,7 @@
 Every line the SQL passes must be accepted by ``parse_event`` with the same time,
 vehicle and position; every line it does not pass must come back (with its line
 number) for ``parse_event`` to judge; and the pings come out in replay order.
+Both gates get the same :class:`TimeWindow` (the default one, or a caller's).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from lianwatch.errors import InputError
+from lianwatch.models.clock import TimeWindow, parse_ts
 from lianwatch.models.parse import parse_event
 from lianwatch.replay.pings import PingFile
 
@@ -37,12 +40,21 @@ LEAVE = {
     "second 60": ping(ts=b'"2026-03-02T08:00:60+08:00"'),
     "offset +24:00": ping(ts=b'"2026-03-02T08:00:05+24:00"'),
     "before 1970": ping(ts=b'"1969-12-31T23:00:00+00:00"'),
+    "before 2000": ping(ts=b'"1999-12-31T23:59:59Z"'),
+    "year 9999": ping(ts=b'"9999-12-31T23:59:59Z"'),
+    "year 9999 at +08:00": ping(ts=b'"9999-12-31T23:59:59+08:00"'),
+    "year 9999 at -05:00": ping(ts=b'"9999-12-31T20:00:00-05:00"'),
+    "year 0001 at +14:00": ping(ts=b'"0001-01-01T00:00:00+14:00"'),
+    "past DateTime's end (wraps to 1970 there)": ping(ts=b'"2106-02-07T06:28:16Z"'),
+    "a second past the default window": ping(ts=b'"2100-01-01T00:00:01Z"'),
     "ts missing": ping(ts=b"<absent>"),
     "ts a number": ping(ts=b"1772409605"),
     "lat as text": ping(lat=b'"30.2"'),
     "lat out of range": ping(lat=b"90.0000001"),
     "lat -0.0": ping(lat=b"-0.0"),
     "lat true": ping(lat=b"true"),
+    "lat false": ping(lat=b"false"),
+    "lon as text": ping(lon=b'"120.1"'),
     "lat null": ping(lat=b"null"),
     "lon out of range": ping(lon=b"-180.5"),
     "repeated key": OK[:-1] + b',"lat":31.0}',
@@ -58,10 +70,13 @@ LEAVE = {
     "speed over 400": ping(speed_kmh=b"400.5"),
     "speed negative": ping(speed_kmh=b"-1"),
     "speed as text": ping(speed_kmh=b'"5"'),
+    "speed true": ping(speed_kmh=b"true"),
     "ignition 1": ping(ignition=b"1"),
     "ignition as text": ping(ignition=b'"yes"'),
+    "ignition as text true": ping(ignition=b'"true"'),
     "odometer negative": ping(odometer_km=b"-0.1"),
     "odometer as text": ping(odometer_km=b'"12"'),
+    "odometer true": ping(odometer_km=b"true"),
     "truncated": OK[:40],
     "trailing comma": OK[:-1] + b",}",
     "single quotes": OK.replace(b'"', b"'"),
@@ -94,6 +109,8 @@ PASS = {
     "id with punctuation": ping(vehicle_id=b'"U-3/V:1.a_b"'),
     "optional fields": ping(speed_kmh=b"400", ignition=b"false", odometer_km=b"null"),
     "odometer 0": ping(odometer_km=b"0", ignition=b"null"),
+    "the default window's first second": ping(ts=b'"2000-01-01T00:00:00Z"'),
+    "the default window's last second": ping(ts=b'"2100-01-01T00:00:00Z"'),
     "spaces": b'  { "vehicle_id" : "V1", "ts": "2026-03-02T08:00:05+08:00", "lat": 30.2 ,"lon":120.1 } ',
     "key order": b'{"lon":120.1,"lat":30.2,"ts":"2026-03-02T08:00:05+08:00","vehicle_id":"V1"}',
     "extra nested field": OK[:-1] + b',"extra":{"a":[1,2,{"b":null}],"c":"x\\"y"}}',
@@ -110,7 +127,7 @@ def run(tmp_path: Path, lines: list[bytes], name: str = "gps.jsonl", **kw):
     p = tmp_path / name
     data = b"\n".join(lines) + b"\n"
     p.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
-    f = PingFile(p, **kw)
+    f = PingFile(p, workdir=tmp_path / "chdb", **kw)
     rest = dict(f.rest())
     passed = [row for cols in f.batches() for row in zip(*cols)]
     return rest, passed
@@ -138,11 +155,65 @@ def test_every_line_is_passed_or_returned_and_passes_agree_with_pydantic(tmp_pat
 def test_lines_left_to_pydantic_get_its_verdict(tmp_path):
     # the valid odd ones are accepted there; the invalid ones get a reason
     accepted = {k for k, v in LEAVE.items() if parse_event("gps", v)[0] is not None}
-    assert {"naive local time", "fraction of a second", "lower-case t", "before 1970",
-            "lat as text", "id with a leading space", "id not ASCII", "escaped non-ASCII id",
-            "ignition 1"} <= accepted
+    assert {"naive local time", "fraction of a second", "lower-case t",
+            "id with a leading space", "id not ASCII", "escaped non-ASCII id"} <= accepted
     assert {"day 30 of February", "hour 24", "lat out of range", "empty id", "speed null",
             "truncated", "NaN", "null"}.isdisjoint(accepted)
+    # strict types (a number is a JSON number, a flag is true/false) and a plausible time
+    refused = {"lat as text", "lat true", "lat false", "lon as text", "speed as text",
+               "speed true", "ignition 1", "ignition as text true", "odometer as text",
+               "odometer true", "before 1970", "before 2000", "year 9999", "year 9999 at +08:00",
+               "year 9999 at -05:00", "year 0001 at +14:00",
+               "past DateTime's end (wraps to 1970 there)", "a second past the default window"}
+    assert refused.isdisjoint(accepted), refused & accepted
+    assert parse_event("gps", LEAVE["year 9999 at -05:00"])[1] == (
+        "ts: 9999-12-31T20:00:00-05:00 is after the latest accepted time 2100-01-01T08:00:00+08:00")
+    assert parse_event("gps", LEAVE["lat true"])[1] == "lat: Input should be a valid number"
+
+
+NOW = parse_ts("2026-03-02T08:00:05+08:00")
+
+
+def test_a_callers_window_is_the_same_in_both_gates(tmp_path):
+    """With the window the replay command gives (a day past its clock), the SQL passes
+    only what pydantic accepts with the same window, to the second."""
+    w = TimeWindow.around(NOW, ahead_s=86400, earliest=NOW - 3600)
+    times = {"now": NOW, "a day ahead": NOW + 86400, "a day and a second ahead": NOW + 86401,
+             "an hour back": NOW - 3600, "an hour and a second back": NOW - 3601,
+             "a year ahead": NOW + 366 * 86400}
+    from lianwatch.models.clock import format_ts
+
+    lines = [ping(ts=f'"{format_ts(t)}"'.encode()) for t in times.values()]
+    rest, passed = run(tmp_path, lines, window=w)
+    names = list(times)
+    assert {names[n - 1] for n in rest} == {"a day and a second ahead",
+                                            "an hour and a second back", "a year ahead"}
+    assert sorted(p[0] for p in passed) == [NOW - 3600, NOW, NOW + 86400]
+    for n, raw in rest.items():
+        ev, why = parse_event("gps", raw, window=w)
+        assert ev is None and "accepted time" in why, why
+    for raw in lines:
+        ev, _ = parse_event("gps", raw, window=w)
+        assert (ev is not None) == (ev is not None and ev["t"] in w)
+
+
+def test_a_byte_order_mark_starts_the_file_and_costs_nothing(tmp_path):
+    rest, passed = run(tmp_path, [b"\xef\xbb\xbf" + OK, ping(vehicle_id=b'"V2"')])
+    assert rest == {1: OK}  # handed to pydantic without the mark, which accepts it
+    assert parse_event("gps", rest[1])[0] is not None and len(passed) == 1
+
+
+@pytest.mark.parametrize("damage", ["cut", "corrupt"])
+def test_a_damaged_gz_fails_at_start_with_an_input_error(tmp_path, damage):
+    data = gzip.compress(b"".join(ping(lat=str(30 + i / 1e5).encode()) + b"\n"
+                                  for i in range(20000)))
+    data = data[: len(data) // 2] if damage == "cut" else (
+        data[:2000] + bytes(64) + data[2064:])
+    p = tmp_path / "gps.jsonl.gz"
+    p.write_bytes(data)
+    f = PingFile(p, workdir=tmp_path / "chdb")
+    with pytest.raises(InputError, match="gps.jsonl.gz"):
+        f.start()
 
 
 def test_order_is_time_then_vehicle_then_position(tmp_path):

@@ -15,6 +15,7 @@ import orjson
 from lianwatch.evaluate import load_labels, score
 from lianwatch.replay.run import deadletter_path, replay_dir
 from lianwatch.rules import V1_RULES
+from tests.test_server_sink import ch_env, server_store  # noqa: F401 - the server fixture
 
 STREAMS = ("gps", "fuel", "payments", "progress")
 
@@ -163,3 +164,115 @@ def test_store_holds_one_current_row_per_alert(demo):
     # writing the same alerts again (at-least-once) changes nothing in the current view
     demo.store.write_alerts(demo.result.alerts)
     assert demo.store.counts()["alerts_current"] == len(demo.result.alerts)
+
+
+# ------------------------------------------------------------------ contract version 2
+V2_GOOD = {
+    "persons": ['{"person_id":"R330109000031","name":"陈某某","village_id":"VL001",'
+                '"birth_date":"1958-04-02","death_date":null}'],
+    "companies": ['{"company_id":"91330109MA2XXXXX1Q","name":"杭州某建设有限公司",'
+                  '"legal_rep_id":"R330109000077","shareholder_ids":["R330109000077"],'
+                  '"address":"萧山区益农镇兴裕村8组12号","phone":"0571-82000000"}'],
+    "contracts": ['{"contract_id":"CT-VL001-0007","village_id":"VL001","asset":"集体厂房A栋",'
+                  '"kind":"lease","counterparty_id":"91330109MA2XXXXX1Q","signed_date":"2015-12-20",'
+                  '"start":"2016-01-01","end":"2025-12-31",'
+                  '"schedule":[{"due":"2025-01-31","amount_yuan":180000}]}'],
+    "subsidies": ['{"payout_id":"SB-202603-000123","person_id":"R330109000031","village_id":"VL001",'
+                  '"programme":"dibao","period":"2026-03","ts":"2026-03-05T09:00:00+08:00",'
+                  '"amount_yuan":1050.0}'],
+    "labor": ['{"work_id":"LB-VL001-000045","person_id":"R330109000031","village_id":"VL001",'
+              '"date":"2026-03-05","days":0.5,"task":"道路护栏油漆","project_id":null,"pay_yuan":100.0,'
+              '"ts":"2026-03-06T18:00:00+08:00"}'],
+    "tenders": ['{"tender_id":"TD-2026-0031","project_id":"PJ0001","village_id":"VL001","unit_id":null,'
+                '"method":"open","notice_ts":"2026-02-01T09:00:00+08:00",'
+                '"deadline_ts":"2026-02-25T09:00:00+08:00","ts":"2026-03-03T10:00:00+08:00",'
+                '"estimate_yuan":1200000,"bids":[{"company_id":"91330109MA2XXXXX1Q","price_yuan":1180000.0},'
+                '{"company_id":"91330109MA2ZZZZZ3K","price_yuan":1196000.0}],'
+                '"winner_company_id":"91330109MA2XXXXX1Q","award_yuan":1180000.0}'],
+    "receipts": ['{"receipt_id":"RC-VL001-000031","village_id":"VL001","contract_id":"CT-VL001-0007",'
+                 '"ts":"2026-03-04T10:00:00+08:00","amount_yuan":90000.0}'],
+    "mileage": ['{"claim_id":"MC-V0001-202603","vehicle_id":"V0001","driver_id":"D013",'
+                '"month":"2026-03","km_claimed":2400.0,"ts":"2026-03-10T10:00:00+08:00"}'],
+}
+V2_BAD = {  # one bad line per file, and the start of the reason it must get
+    "persons": ('{"person_id":"R2","birth_date":"1958-02-29"}', "birth_date: not a real date"),
+    "companies": ('{"company_id":91330109}', "company_id: Input should be a valid string"),
+    "contracts": ('{"contract_id":"CT2","village_id":"VL001","kind":"lease","start":"2020-01-01",'
+                  '"end":"2019-12-31"}', "end: before start"),
+    "subsidies": (V2_GOOD["subsidies"][0].replace('"2026-03"', '"2026-13"').replace("000123", "9"),
+                  "period: a month is text YYYY-MM"),
+    "labor": (V2_GOOD["labor"][0].replace('"days":0.5', '"days":1.5').replace("000045", "9"),
+              "days: Input should be less than or equal to 1"),
+    "tenders": (V2_GOOD["tenders"][0].replace("ZZZZZ3K", "XXXXX1Q").replace("0031", "0032"),
+                "bids.1.company_id: 91330109MA2XXXXX1Q bids twice in one tender"),
+    "receipts": (V2_GOOD["receipts"][0].replace("90000.0", '"90000"'),
+                 "amount_yuan: Input should be a valid number"),
+    "mileage": (V2_GOOD["mileage"][0].replace('"2026-03-10T10:00:00+08:00"',
+                                              '"9999-12-31T10:00:00+08:00"'),
+                "ts: 9999-12-31T10:00:00+08:00 is after the latest accepted time"),
+}
+
+
+def v2_dir(demo, tmp_path: Path) -> Path:
+    d = copy_dir(demo.input, tmp_path / "v2")
+    for name, lines in V2_GOOD.items():
+        (d / f"{name}.jsonl").write_text("\n".join([*lines, V2_BAD[name][0]]) + "\n")
+    return d
+
+
+def test_a_version_2_directory_is_read_whole(demo, tmp_path):
+    """Every v2 file is read and its bad lines set aside with their reasons; with no
+    detector for them yet the alerts are the version 1 ones."""
+    out = tmp_path / "v2.jsonl"
+    res = replay_dir(v2_dir(demo, tmp_path), out, progress=False)
+    assert {a.alert_id for a in res.alerts} == {a.alert_id for a in demo.result.alerts}
+    assert res.as_of == demo.result.as_of
+    for name in V2_GOOD:
+        assert res.read[name] == 1 and res.set_aside[name] == 1, name
+    dead = {x["stream"]: x for x in map(orjson.loads, deadletter_path(out).read_bytes().splitlines())}
+    for name, (line, reason) in V2_BAD.items():
+        assert dead[name]["raw"] == line and dead[name]["reason"].startswith(reason), dead[name]
+        assert dead[name]["source"] == f"{name}.jsonl:2"
+
+
+def _archived_v2(store, db: str) -> dict[str, list[tuple[str, str]]]:
+    got = {}
+    for name in ("subsidies", "labor", "tenders", "receipts", "mileage"):
+        rows = store.query(f"SELECT subject_id, event_id FROM {db}.events_{name} FINAL "
+                           "ORDER BY event_id")
+        got[name] = [(r["subject_id"], r["event_id"]) for r in rows]
+    return got
+
+
+V2_ARCHIVED = {"subsidies": [("R330109000031", "SB-202603-000123")],
+               "labor": [("R330109000031", "LB-VL001-000045")],
+               "tenders": [("TD-2026-0031", "TD-2026-0031")],
+               "receipts": [("CT-VL001-0007", "RC-VL001-000031")],
+               "mileage": [("V0001", "MC-V0001-202603")]}
+
+
+def test_version_2_events_are_archived_in_chdb(demo, tmp_path, tmp_path_factory):
+    from tests.conftest import module_store
+
+    store = module_store(tmp_path_factory, "lw_v2_archive")
+    replay_dir(v2_dir(demo, tmp_path), None, progress=False, store=store)
+    assert _archived_v2(store, "lw_v2_archive") == V2_ARCHIVED
+    raw = store.archived("tenders", subject="TD-2026-0031")
+    assert [orjson.loads(r)["bids"][1]["price_yuan"] for _, r in raw] == [1196000.0]
+
+
+def test_version_2_events_are_archived_on_the_server(demo, tmp_path, ch_env):
+    from tests.test_server_sink import RUN
+
+    db = f"lw_v2_{RUN}"
+    store = server_store(ch_env, db)
+    store.backend.execute(f"DROP DATABASE IF EXISTS {db}")
+    try:
+        store.migrate()
+        replay_dir(v2_dir(demo, tmp_path), None, progress=False, store=store)
+        assert _archived_v2(store, db) == V2_ARCHIVED
+        t, raw = store.archived("receipts", subject="CT-VL001-0007")[0]
+        assert t == 1772589600.0 and orjson.loads(raw)["amount_yuan"] == 90000.0
+    finally:
+        store.backend.execute(f"DROP DATABASE IF EXISTS {db}")
+        store.close()

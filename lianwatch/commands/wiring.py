@@ -49,7 +49,7 @@ def open_configured_store(s: Settings, *, path: str | Path | None = None, migrat
 
 def load_reference_dir(directory: str | Path, tz: tzinfo):
     """The reference data of a contract directory (bad lines skipped, as replay does)."""
-    from lianwatch.replay.files import find_files
+    from lianwatch.models.files import find_files
     from lianwatch.replay.run import DeadLetters, load_reference
 
     ref, _ = load_reference(find_files(directory), DeadLetters(None), tz)

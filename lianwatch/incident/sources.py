@@ -15,7 +15,8 @@ from typing import Any
 from lianwatch.models.clock import DEFAULT_TZ
 from lianwatch.models.parse import parse_event
 from lianwatch.reference import Reference
-from lianwatch.replay.files import EVENT_STREAMS, find_files, open_lines
+from lianwatch.models.files import find_files, open_lines
+from lianwatch.models.streams import REFERENCE_KINDS, SPECS
 
 __all__ = ["ArchiveSource", "DirSource", "Records"]
 
@@ -102,7 +103,4 @@ def _subject(stream: str, ev: dict[str, Any], ref: Reference) -> str | None:
         return ref.vehicle_of(ev)
     if stream == "payments":
         return ev["village_id"]
-    return ev["project_id"]
-
-
-assert set(EVENT_STREAMS) == {"gps", "fuel", "payments", "progress"}
+    return ev.get(SPECS[stream].subject_field)
