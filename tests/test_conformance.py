@@ -23,7 +23,6 @@ import pytest
 from lianwatch.detectors import checks, default_detectors
 from lianwatch.engine import Ctx, Detector, Step
 from lianwatch.engine.detector import redelivery
-from lianwatch.engine.records import fingerprint
 
 NAMES = [d.name for d in default_detectors()]
 
@@ -49,7 +48,7 @@ def test_the_corpus_has_every_stream_of_every_detector(corpus):
 class Village:
     village_id: str
     seen: dict[str, Any] = field(default_factory=dict)
-    big: list[str] = field(default_factory=list)
+    big: list[tuple[float, str]] = field(default_factory=list)
     wake: float | None = None
 
 
@@ -66,11 +65,10 @@ class BigPayments(Detector[Village]):
         return Village(key)
 
     def on_event(self, st: Village, ev: dict[str, Any], ctx: Ctx) -> Step[Village]:
-        pid = ev["payment_id"]
-        fp = fingerprint(ev)
-        again = redelivery(st.seen, pid, fp, ev, ctx, "payment_id")
+        fp, again = redelivery(st.seen, ev, ctx, "payment_id")
         if again is not None:
             return Step(st, (), again)
+        pid = ev["payment_id"]
         st.seen[pid] = (ev["t"], fp)
         if ev["amount_yuan"] < 5000:
             return Step(st)
@@ -89,11 +87,6 @@ def run_all(make, corpus):
             check(make, corpus, other_process=False)
         else:
             check(make, corpus)
-
-
-def test_a_well_behaved_toy_passes_every_check(corpus):
-    run_all(BigPayments, corpus)
-    checks.check_stable_ids(BigPayments, corpus)  # pickled into another process too
 
 
 # (a) state round trip
@@ -137,7 +130,7 @@ class NoDedupe(BigPayments):
 
 class CountsDeliveries(BigPayments):
     def on_event(self, st, ev, ctx):
-        st.big.append(ev["payment_id"])  # state grows on a redelivery
+        st.big.append((ev["t"], ev["payment_id"]))  # state grows on a redelivery
         return super().on_event(st, ev, ctx)
 
 
@@ -148,21 +141,41 @@ def test_redelivery_fails_when_a_copy_alerts_or_changes_state(toy, msg, corpus):
 
 
 # (c) order
-class FirstComeAnchor(BigPayments):
-    """One alert per village, anchored on the first big payment to *arrive*."""
+class Grouped(BigPayments):
+    """One growing alert per village over its big payments, as they arrive."""
 
     def on_event(self, st, ev, ctx):
         step = super().on_event(st, ev, ctx)
         if not step.alerts:
             return step
-        st.big.append(ev["payment_id"])
-        return Step(st, [self.alert(st, ev, ctx, st.big[:1], {"count": len(st.big)},
-                                    list(st.big), version=len(st.big))])
+        st.big.append((ev["t"], ev["payment_id"]))
+        first = {"t": min(st.big)[0]}
+        return Step(st, [self.alert(st, first, ctx, self.anchor(st), {"count": len(st.big)},
+                                    self.sources(st), version=len(st.big))])
+
+    def anchor(self, st):
+        return [st.village_id]
+
+    def sources(self, st):
+        return [pid for _, pid in sorted(st.big)]
+
+
+class FirstComeAnchor(Grouped):
+    """Anchored on the first big payment to *arrive*."""
+
+    def anchor(self, st):
+        return [st.big[0][1]]
 
 
 def test_order_fails_when_arrival_order_picks_the_anchor(corpus):
     with pytest.raises(AssertionError, match="shuffled within"):
         checks.check_order(FirstComeAnchor, corpus)
+
+
+@pytest.mark.parametrize("toy", [BigPayments, Grouped])
+def test_well_behaved_toys_pass_every_check(toy, corpus):
+    run_all(toy, corpus)
+    checks.check_stable_ids(toy, corpus)  # pickled into another process too
 
 
 # (d) stable ids
@@ -176,16 +189,11 @@ class SerialIds(BigPayments):
                          for a in step.alerts])
 
 
-class SetOrderSources(BigPayments):
+class SetOrderSources(Grouped):
     """Lists its sources in a set's order: the same in one process, not in another."""
 
-    def on_event(self, st, ev, ctx):
-        step = super().on_event(st, ev, ctx)
-        if not step.alerts:
-            return step
-        st.big.append(ev["payment_id"])
-        return Step(st, [self.alert(st, ev, ctx, [st.village_id], {}, list(set(st.big)),
-                                    version=len(st.big))])
+    def sources(self, st):
+        return list({pid for _, pid in st.big})
 
 
 def test_stable_ids_fails_for_ids_from_a_counter(corpus):

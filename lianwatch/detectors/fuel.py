@@ -22,7 +22,6 @@ from array import array
 from typing import Any
 
 from lianwatch.engine.detector import Ctx, Detector, SetAside, Step, forget_before, redelivery
-from lianwatch.engine.records import fingerprint
 from lianwatch.models.alert import Alert
 from lianwatch.models.geo import haversine_m, to_wgs84
 from lianwatch.rules import FuelRules
@@ -215,9 +214,7 @@ class FuelDetector(Detector[VehicleState]):
         st.episodes = [e for e in st.episodes if e["last_t"] >= ctx.watermark - 2 * cap_h]
 
     def _add_fuel(self, st: VehicleState, ev: dict[str, Any], ctx: Ctx) -> Step[VehicleState]:
-        txn = ev["txn_id"]
-        fp = fingerprint(ev)
-        again = redelivery(st.seen, txn, fp, ev, ctx, "txn_id")
+        fp, again = redelivery(st.seen, ev, ctx, "txn_id")
         if again is not None:
             return Step(st, (), again)  # a redelivered transaction (or a conflicting copy)
         r = self._rules(st, ctx)
@@ -225,7 +222,7 @@ class FuelDetector(Detector[VehicleState]):
             return Step(st, (), (SetAside("fuel", ev, (
                 f"too late to judge: transaction at {ctx.ts(ev['t'])} is older than the "
                 f"{r.track_retention_h:g} h of GPS track kept (watermark {ctx.ts(ctx.watermark)})")),))
-        st.seen[txn] = (ev["t"], fp)
+        st.seen[ev["txn_id"]] = (ev["t"], fp)
         alerts: list[Alert] = []
         mismatch = self._type_mismatch(st, ev, ctx)
         if mismatch is not None:

@@ -46,7 +46,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lianwatch.engine.detector import Ctx, Detector, Step, forget_before, redelivery
-from lianwatch.engine.records import fingerprint
 from lianwatch.models.alert import Alert
 
 __all__ = [
@@ -164,13 +163,11 @@ class PaymentDetector(Detector[VillagePayments]):
 
     # ----------------------------------------------------------------- hooks
     def on_event(self, st: VillagePayments, ev: dict[str, Any], ctx: Ctx) -> Step[VillagePayments]:
-        pid = ev["payment_id"]
-        fp = fingerprint(ev)
-        again = redelivery(st.seen, pid, fp, ev, ctx, "payment_id")
+        fp, again = redelivery(st.seen, ev, ctx, "payment_id")
         if again is not None:
             return Step(st, (), again)  # judged already (or a conflicting copy: set aside)
         t = ev["t"]
-        st.seen[pid] = (t, fp)
+        st.seen[ev["payment_id"]] = (t, fp)
         rules = ctx.rules.payment_for(st.village_id)
         alerts = self._per_record(st, ev, ctx, rules)
         keep = max(rules.split_window_days, rules.duplicate_window_days) * DAY

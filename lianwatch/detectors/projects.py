@@ -44,7 +44,6 @@ from datetime import date, datetime
 from typing import Any
 
 from lianwatch.engine.detector import Ctx, Detector, Step, redelivery
-from lianwatch.engine.records import fingerprint
 from lianwatch.models.alert import Alert
 from lianwatch.models.records import STARTED_STAGES
 
@@ -136,11 +135,10 @@ class ProjectDetector(Detector[ProjectState]):
 
     # ----------------------------------------------------------------- hooks
     def on_event(self, st: ProjectState, ev: dict[str, Any], ctx: Ctx) -> Step[ProjectState]:
-        rid = ev["report_id"]
-        fp = fingerprint(ev)
-        again = redelivery(st.reports, rid, fp, ev, ctx, "report_id")
+        fp, again = redelivery(st.reports, ev, ctx, "report_id")
         if again is not None:
             return Step(st, (), again)
+        rid = ev["report_id"]
         t = ev["t"]
         st.reports[rid] = (t, fp, ev["stage"], ev["percent_complete"])
         self._refresh(st, ctx)

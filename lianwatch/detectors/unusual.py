@@ -62,7 +62,6 @@ from river.base import AnomalyDetector  # (river.anomaly and .preprocessing load
 
 from lianwatch.detectors.payments import DAY, buffer_add, buffer_pop_due, yuan
 from lianwatch.engine.detector import Ctx, Detector, Step, forget_before, redelivery
-from lianwatch.engine.records import fingerprint
 from lianwatch.models.alert import Alert
 from lianwatch.models.clock import DEFAULT_TZ
 
@@ -474,12 +473,10 @@ class UnusualPaymentDetector(Detector[VillageModel]):
     restore = staticmethod(restore)
 
     def on_event(self, st: VillageModel, ev: dict[str, Any], ctx: Ctx) -> Step[VillageModel]:
-        pid = ev["payment_id"]
-        fp = fingerprint(ev)
-        again = redelivery(st.seen, pid, fp, ev, ctx, "payment_id")
+        fp, again = redelivery(st.seen, ev, ctx, "payment_id")
         if again is not None:
             return Step(st, (), again)
-        st.seen[pid] = (ev["t"], fp)
+        st.seen[ev["payment_id"]] = (ev["t"], fp)
         alerts: list[Alert] = []
         if ev["t"] < ctx.watermark:
             alerts = self._judge(st, [ev], ctx)  # late: take it now

@@ -20,7 +20,7 @@ has a ``wake`` attribute: when (in that clock) it wants ``on_timer``, or None.
 
 Redelivery (at-least-once input): a record whose id a subject has already
 taken is compared by content (:func:`~lianwatch.engine.records.fingerprint`)
-with :func:`redelivery`: an equal copy is a silent no-op; a copy with other
+by :func:`redelivery`: an equal copy is a silent no-op; a copy with other
 content is set aside, and the first one taken stays.
 
 The suite every detector must pass: :mod:`lianwatch.detectors.checks`.
@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from datetime import tzinfo
 from typing import Any, ClassVar, Generic, NamedTuple, Protocol, TypeVar
 
+from lianwatch.engine.records import fingerprint
 from lianwatch.models.alert import Alert, alert_id
 from lianwatch.models.clock import DEFAULT_TZ, format_ts
 from lianwatch.reference import Reference
@@ -189,23 +190,25 @@ class Detector(Generic[S]):
 
 
 # ----------------------------------------------------------------- redelivery
-def redelivery(seen: dict[str, Any], rid: str, fp: int, ev: Event, ctx: Ctx,
-               id_field: str) -> tuple[SetAside, ...] | None:
-    """Has the subject taken record ``rid`` before? ``seen`` maps the ids taken to
-    ``(t, fingerprint)``.
+def redelivery(seen: dict[str, Any], ev: Event, ctx: Ctx,
+               id_field: str) -> tuple[int, tuple[SetAside, ...] | None]:
+    """Has the subject taken the record ``ev[id_field]`` before? ``seen`` maps the
+    ids taken to ``(t, fingerprint, …)``. Returns the record's fingerprint and:
 
-    None: a new id (the caller records ``seen[rid] = (t, fp)`` if it takes it).
+    None: a new id (the caller records ``seen[id] = (t, fingerprint)`` if it takes it).
     ``()``: the same content again, a redelivery: nothing to do. Else the one
     :class:`SetAside` of a copy with other content: the first one taken stays.
-    (A state written before fingerprints were kept holds a bare time: same.)
+    (A state written before fingerprints were kept holds a bare time: the same.)
     """
+    rid = ev[id_field]
+    fp = fingerprint(ev)
     prev = seen.get(rid)
     if prev is None:
-        return None
+        return fp, None
     if prev.__class__ is float or prev[1] == fp:
-        return ()
-    return (SetAside(ev["_s"], ev, f"conflicts with {id_field} {rid} seen with other content; "
-                                   f"kept the first seen (at {ctx.ts(prev[0])})"),)
+        return fp, ()
+    return fp, (SetAside(ev["_s"], ev, f"conflicts with {id_field} {rid} seen with other content; "
+                                       f"kept the first seen (at {ctx.ts(prev[0])})"),)
 
 
 def forget_before(seen: dict[str, Any], horizon: float,
