@@ -302,3 +302,36 @@ def test_a_stream_the_corpus_lacks_fails_every_check_loudly(check, corpus):
 def test_a_corpus_that_raises_no_alert_fails(corpus):
     with pytest.raises(AssertionError, match="raises no alert"):
         checks.check_corpus_exercises(Silent, corpus)
+
+
+# the engine applies a step
+def test_a_step_without_a_state_discards_the_subject_and_its_timer(corpus):
+    from lianwatch.engine import Engine
+
+    fired = []
+
+    class OneShot(BigPayments):
+        def on_event(self, st, ev, ctx):
+            step = super().on_event(st, ev, ctx)
+            if step.alerts:
+                return Step(None, step.alerts)  # discard the subject
+            st.wake = ev["t"] + 100.0
+            return step
+
+        def on_timer(self, st, key, ctx):
+            fired.append((key, st.wake))
+            st.wake = None
+            return Step(st)
+
+    def pay(pid, vid, t, amount):
+        return {"_s": "payments", "_id": pid, "payment_id": pid, "village_id": vid, "t": t,
+                "amount_yuan": amount}
+
+    eng = Engine([OneShot()], corpus.rules, corpus.ref)
+    assert eng.process(pay("P1", "VL1", 0.0, 10.0)) == []  # a timer at 100
+    assert len(eng.process(pay("P2", "VL1", 50.0, 9000.0))) == 1  # discarded
+    assert "VL1" not in eng.stores["toy.big"]
+    eng.process(pay("P3", "VL2", 200.0, 10.0))  # the clock passes 100: nothing to fire
+    eng.process(pay("P4", "VL1", 300.0, 10.0))  # VL1 anew
+    eng.finish(as_of=1000.0)
+    assert fired == [("VL2", 300.0), ("VL1", 400.0)]

@@ -15,9 +15,11 @@ what went wrong:
   alert, no set-aside, the state pickles to the same bytes), right away or
   later within the engine's lateness;
 * :func:`check_order`: input order within the contract's ordering does not
-  change the alerts: records of one instant reversed; records shuffled within
-  the engine's lateness (the fields a detector names in ``clock_fields``, and
-  ``detected_at``, say when it judged: left out);
+  change the alerts (their final versions) against replay's order: records of
+  one instant reversed; records delayed at random within the engine's
+  lateness (``Corpus.lateness``, 10 days) so that none is ever behind the
+  watermark. ``detected_at`` and the fields a detector names in
+  ``clock_fields`` say when it judged: left out;
 * :func:`check_stable_ids`: two fresh runs, and a run in another process with
   another hash seed, give the same alerts (ids, versions, content);
 * :func:`check_no_wall_clock`: no hook reads the clock (``time.time``,
@@ -59,7 +61,7 @@ from lianwatch.models.streams import EVENT_STREAMS, REFERENCE_KINDS
 from lianwatch.reference import Reference
 from lianwatch.rules import RuleSet
 
-__all__ = ["Corpus", "county_corpus", "default_factory", "CHECKS", "yield_checks",
+__all__ = ["Corpus", "county_corpus", "default_factory", "CHECKS", "yield_checks", "Forbidden",
            "check_detector", "check_corpus_exercises", "check_state_round_trip",
            "check_redelivery", "check_order", "check_stable_ids", "check_no_wall_clock",
            "check_no_io"]
