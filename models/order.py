@@ -14,8 +14,10 @@ back and sorted in memory. Every event is written and read once (no k-way
 merge), and memory is bounded by the spill threshold plus the largest bucket.
 A bucket larger than memory is merged from its sorted blocks instead.
 
-The order is total — event time, then stream, then the record's id — so the
-same records give the same order whatever order the files held them in.
+The order is total — event time, then stream, then the record's id, then
+for records equal in all three (one id seen with other content) the content
+(:mod:`lianwatch.models.content`) — so the same records give the same order
+whatever order the files held them in.
 
 >>> evs = [{"t": 7200.0, "_s": "gps", "_id": "B"}, {"t": 1.0, "_s": "fuel", "_id": "X"},
 ...        {"t": 7200.0, "_s": "gps", "_id": "A"}, {"t": 3.0, "_s": "gps", "_id": "C"}]
@@ -32,13 +34,12 @@ from bisect import bisect_left
 from itertools import islice
 import tempfile
 from collections.abc import Iterable, Iterator
-from operator import itemgetter
 from typing import Any, BinaryIO
+
+from lianwatch.models.content import settle_ties, settled, sort_key
 
 __all__ = ["ExternalSorter", "sort_key"]
 
-#: event time, stream name, the record's id (``_id``, set by ``parse_event``)
-sort_key = itemgetter("t", "_s", "_id")
 _PIECE = 8192  # events per marshal piece of a spilled run
 
 
@@ -60,6 +61,7 @@ class ExternalSorter:
                 break
         else:
             buf.sort(key=sort_key)
+            settle_ties(buf)
             yield from buf
             return
         yield from self._spilled(buf, it)
@@ -116,6 +118,7 @@ class ExternalSorter:
                 for off, size in pieces:
                     evs.extend(load(off, size))
             evs.sort(key=sort_key)  # sorted runs: Timsort merges them
+            settle_ties(evs)
             yield from evs
         else:  # a bucket larger than memory: merge its runs a piece at a time
-            yield from heapq.merge(*(run_iter(pieces) for _, pieces in runs), key=sort_key)
+            yield from settled(heapq.merge(*(run_iter(pieces) for _, pieces in runs), key=sort_key))

@@ -201,7 +201,7 @@ class _Loop:
     def events(self, events: Iterable[dict[str, Any]]) -> None:
         """Events in replay order, through :meth:`Engine.process`."""
         process = self.engine.process
-        ctx = self.engine.ctx
+        aside = self.engine.set_aside
         limit = self.limit
         for ev in events:
             if ev["t"] > limit:
@@ -210,7 +210,7 @@ class _Loop:
             alerts = process(ev)
             if alerts:
                 self.collect(alerts)
-            if ctx.set_aside:
+            if aside:
                 self.set_aside()
             if self.bar is not None:
                 self.advance(1)
@@ -263,7 +263,8 @@ class _Loop:
                 st = get(v)
                 if st is None and new is not None:
                     st = states[v] = new(v)
-                add(st, t, la, lo, ctx)
+                if (sa := add(st, t, la, lo, ctx)) is not None:  # a conflicting ping
+                    self.dead.add(sa.stream, "engine", sa.reason, sa.record)
             if self.bar is not None:
                 self.bar.desc = "replay"
                 self.advance(len(ts))

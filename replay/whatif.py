@@ -103,14 +103,7 @@ def replay_store(store: Any, *, rules: RuleSet | None = None, start: float | Non
                 if ev is not None:
                     yield ev
 
-    current: dict[str, Alert] = {}
-    for ev in ExternalSorter().sorted(events()):
-        if as_of is not None and ev["t"] > as_of:
-            continue
-        for a in eng.process(ev):
-            current[a.alert_id] = a
-    for a in eng.finish(as_of if as_of is not None else end):
-        current[a.alert_id] = a
+    current = eng.run(ExternalSorter().sorted(events()), as_of, end)
     return sorted(current.values(), key=lambda a: (a.event_ts, a.rule, a.alert_id))
 
 

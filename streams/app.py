@@ -57,7 +57,7 @@ from typing import Any
 import orjson
 
 from lianwatch.detectors import default_detectors
-from lianwatch.detectors.base import Detector
+from lianwatch.engine.detector import Detector
 from lianwatch.models.clock import DEFAULT_TZ
 from lianwatch.rules import RuleSet
 

@@ -49,7 +49,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from lianwatch.detectors.base import Detector
+from lianwatch.engine.detector import Detector
 from lianwatch.engine import Engine
 from lianwatch.models.alert import Alert, keep_newest
 from lianwatch.models.clock import DEFAULT_TZ
@@ -470,7 +470,7 @@ class PartitionRuntime:
             self.meta_dirty = True
             out.released += n
             self.counts["released"] += n
-        if eng.ctx.set_aside:
+        if eng.set_aside:
             self._set_aside(released, out)
         for ev, entry in released:
             done(entry)
@@ -490,7 +490,7 @@ class PartitionRuntime:
                 alerts.extend(eng.tick(watermark=w))
             self.pending_now = None
             self.meta_dirty = True
-            if eng.ctx.set_aside:
+            if eng.set_aside:
                 self._set_aside([], out)
         for tid, (as_of, seen) in list(self.eod.items()):
             if not seen.issuperset(self.inputs):
@@ -507,7 +507,7 @@ class PartitionRuntime:
                     st.mark_all_dirty()  # on_flush may change a state in place
                 out.finished.append((self.partition, tid, as_of))
                 self.counts["finished"] += 1
-            if eng.ctx.set_aside:
+            if eng.set_aside:
                 self._set_aside([], out)
         if alerts:
             out.add_alerts(alerts)

@@ -66,14 +66,16 @@ def fuel(t: float, lat: float, lon: float, liters=40.0, txn="T1", vid: str | Non
 
 def run_sorted(detectors, ref: Reference, events: list[dict[str, Any]], rules: RuleSet | None = None,
                as_of: float | None = None, lateness: float = 0.0, sort: bool = True):
-    """Run events through an engine (sorted like replay unless ``sort=False``);
+    """Run events through an engine (in replay's order unless ``sort=False``);
     return (current alerts by id, engine)."""
-    from lianwatch.models.order import sort_key
+    from lianwatch.models.content import settle_ties, sort_key
 
     eng = Engine(detectors, rules or RuleSet(), ref, lateness=lateness)
     eng.start()
     cur: dict[str, Any] = {}
     evs = sorted(events, key=sort_key) if sort else events
+    if sort:
+        settle_ties(evs)
     for ev in evs:
         for a in eng.process(ev):
             if a.alert_id not in cur or a.version >= cur[a.alert_id].version:

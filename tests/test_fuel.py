@@ -260,3 +260,50 @@ def test_direct_ping_entry_leaves_the_same_state_as_process():
         hot.add(st, ev["t"], ev["lat"], ev["lon"], direct.ctx)
     assert pickle.dumps(general.stores["fuel"]) == pickle.dumps(direct.stores["fuel"])
     assert len(general.stores["fuel"]["V1"].t) > 100
+
+
+# ------------------------------------------------- same id, other content (fault 5)
+@pytest.mark.parametrize("first,second", [(40.0, 80.0), (80.0, 40.0)])
+def test_same_txn_id_with_other_content_is_set_aside_and_the_first_stays(first, second):
+    pings = parked(T0 - 1800, T0 + 3600, *DEPOT)
+    evs = pings[:10] + [fuel(T0, *DEPOT, liters=first), fuel(T0, *DEPOT, liters=second)] + pings[10:]
+    alerts, eng = run(evs, sort=False)
+    (sa,) = eng.drain_set_aside()
+    assert sa.record["liters"] == second
+    assert sa.reason.startswith("conflicts with txn_id T1 seen with other content; kept the first")
+    assert bool(rules_of(alerts, "fuel.over_capacity")) is (first == 80.0)
+
+
+def test_two_positions_in_one_second_keep_the_smaller_whatever_came_first():
+    from lianwatch.engine import Engine
+
+    a, b = gps(T0, *DEPOT), gps(T0, *north(*DEPOT, 50))
+    before, after = gps(T0 - 60, *DEPOT), gps(T0 + 60, *north(*DEPOT, 400))
+    states, asides = [], []
+    for order in ([before, a, b, after], [before, b, a, after], [before, after, b, a, dict(a)]):
+        alerts, eng = run(order, sort=False, lateness=3600.0)
+        kept = eng.stores["fuel"]["V1"]
+        states.append((kept.t.tobytes(), kept.d.tobytes()))
+        (sa,) = eng.drain_set_aside()
+        asides.append((sa.record["lat"], sa.reason))
+        # the direct entry replay uses does the same
+        direct = Engine([FuelDetector()], RuleSet(), ref_with(vehicle()), lateness=3600.0)
+        hot = direct.hot("gps")
+        st = hot.states["V1"] = hot.new("V1")
+        got = [hot.add(st, ev["t"], ev["lat"], ev["lon"], direct.ctx) for ev in order]
+        assert (st.t.tobytes(), st.d.tobytes()) == states[-1]
+        assert [(x.record["lat"], x.reason) for x in got if x is not None] == [asides[-1]]
+    assert states[0] == states[1] == states[2]
+    assert asides[0] == asides[1] == asides[2]
+    assert asides[0][0] == b["lat"] and "kept the one at (30.000000, 120.000000)" in asides[0][1]
+
+
+def test_gap_evidence_does_not_depend_on_what_arrived_after_the_window():
+    # the tracker is off from 07:00 to 08:40; fuel at 08:00
+    evs = parked(T0 - 7200, T0 - 3600, *DEPOT) + parked(T0 + 2400, T0 + 7200, *DEPOT)
+    evs.append(fuel(T0, *DEPOT))
+    replayed, _ = run(evs)
+    # streaming, 2 h of lateness: the pings after the gap are in before the window closes
+    streamed, _ = run(sorted(evs, key=lambda e: e["t"]), sort=False, lateness=7200.0)
+    (r,), (s,) = rules_of(replayed, "fuel.gps_gap"), rules_of(streamed, "fuel.gps_gap")
+    assert r.evidence == s.evidence and r.evidence["first_ping_after"] is None

@@ -328,3 +328,71 @@ def test_window_rules_wait_for_the_watermark_and_a_tick_releases_them():
     out = eng.tick(watermark=T0 + 60)  # an inclusive tick: that instant is complete
     assert [(a.rule, a.source_event_ids) for a in out] == [("payment.split", ["PM-1", "PM-2"])]
     assert not st.pending and st.wake is None
+
+
+# ------------------------------------------------- same id, other content (fault 5)
+CARD = dict(amount=649.55, channel="card")
+CASH = dict(amount=90000, channel="cash", approval=None)
+
+
+def _both(first, second, t2=T0):
+    from lianwatch.detectors.unusual import UnusualPaymentDetector
+
+    eng = Engine([PaymentDetector(), UnusualPaymentDetector()], RuleSet(), ref_with(*REF))
+    a1 = eng.process(pay("PM-X", T0, first["amount"], channel=first["channel"],
+                         approval=first.get("approval", "AP-1")))
+    a2 = eng.process(pay("PM-X", t2, second["amount"], channel=second["channel"],
+                         approval=second.get("approval", "AP-1")))
+    return a1, a2, eng.drain_set_aside()
+
+
+@pytest.mark.parametrize("first,second", [(CARD, CASH), (CASH, CARD)])
+def test_same_payment_id_with_other_content_is_set_aside_and_the_first_stays(first, second):
+    a1, a2, aside = _both(first, second)
+    assert a2 == []  # the copy with other content is not judged
+    assert bool(a1) == (first is CASH)  # the first one taken is, as it came
+    (sa,) = aside  # once, though both payment detectors took it
+    assert sa.record["amount_yuan"] == second["amount"]
+    assert sa.reason == ("conflicts with payment_id PM-X seen with other content; kept the first "
+                         f"seen (at {ts(T0)})")
+
+
+def test_an_equal_copy_is_silently_dropped_and_a_reformatted_ts_is_equal():
+    ev = pay("PM-1", T0, 80000, approval=None)
+    eng = Engine([PaymentDetector()], RuleSet(), ref_with(*REF))
+    assert len(eng.process(ev)) == 1
+    again = dict(ev, ts=ts(T0).replace("T", " "))  # the same instant, written otherwise
+    assert eng.process(again) == [] and eng.drain_set_aside() == []
+
+
+def _replay_lines(tmp_path, lines):
+    import orjson
+
+    from lianwatch.replay.run import replay_dir
+
+    d = tmp_path / "in"
+    d.mkdir(parents=True)
+    (d / "villages.jsonl").write_bytes(orjson.dumps(village()[1]) + b"\n")
+    (d / "payments.jsonl").write_bytes(b"".join(orjson.dumps(x) + b"\n" for x in lines))
+    out = tmp_path / "alerts.jsonl"
+    res = replay_dir(d, out, progress=False)
+    dead = (tmp_path / "alerts.deadletter.jsonl").read_bytes()
+    return out.read_bytes(), [orjson.loads(x) for x in dead.splitlines()], res
+
+
+@pytest.mark.parametrize("same_instant", [True, False])
+def test_replay_keeps_the_same_one_whatever_the_line_order(tmp_path, same_instant):
+    card = {"payment_id": "PM-0001", "village_id": "VL1", "ts": ts(T0), "amount_yuan": 649.55,
+            "channel": "card", "payee_id": "CO-2", "approval_id": "AP-1"}
+    cash = dict(card, amount_yuan=90000.0, channel="cash", approval_id=None,
+                ts=ts(T0 if same_instant else T0 - 600))
+    one, dead1, r1 = _replay_lines(tmp_path / "a", [card, cash])
+    two, dead2, r2 = _replay_lines(tmp_path / "b", [cash, card])
+    assert one == two and dead1 == dead2
+    (dl,) = dead1
+    assert dl["stream"] == "payments"
+    assert dl["reason"].startswith("conflicts with payment_id PM-0001 seen with other content")
+    # the earlier one is kept; at one instant, the one first in content order (¥649.55)
+    kept_cash = not same_instant
+    assert (b"payment.cash" in one) == kept_cash
+    assert ('"amount_yuan": 649.55' in dl["raw"] or '"amount_yuan":649.55' in dl["raw"]) == kept_cash

@@ -218,7 +218,9 @@ def test_redelivered_report_gives_one_alert():
     eng = Engine([ProjectDetector()], RuleSet(), ref_with(project()))
     assert len(eng.process(r)) == 1
     assert eng.process(dict(r)) == []
-    assert eng.stores["projects"]["PJ1"].reports == {"R1": S + DAY}
+    assert list(eng.stores["projects"]["PJ1"].reports) == ["R1"]
+    assert eng.stores["projects"]["PJ1"].reports["R1"][0] == S + DAY
+    assert eng.drain_set_aside() == []  # an equal copy: silently dropped
 
 
 def test_progress_for_an_unknown_project_is_set_aside():
@@ -241,3 +243,36 @@ def test_disabled_rule_is_silent_but_does_not_stall_the_timers():
     assert eng.tick(now=S + 40 * DAY) == []
     out = eng.tick(now=E + 30 * DAY)
     assert [a.rule for a in out] == ["project.overdue_completion"]
+
+
+def test_report_id_with_other_content_is_set_aside_and_the_first_stays():
+    eng = Engine([ProjectDetector()], RuleSet(), ref_with(project()))
+    assert len(eng.process(prog("R1", S + DAY, "started", 5, 900_000))) == 1
+    assert eng.process(prog("R1", S + DAY, "started", 50, 100_000)) == []
+    (sa,) = eng.drain_set_aside()
+    assert sa.record["percent_complete"] == 50
+    assert sa.reason.startswith("conflicts with report_id R1 seen with other content")
+
+
+# ------------------------------------ streaming order within the lateness = replay
+def test_a_report_after_the_stall_deadline_that_arrives_early_does_not_undo_the_stall():
+    evs = [prog("R1", S + 2 * DAY, "started", 5), prog("R2", S + 62 * DAY + 1800, "in_progress", 20)]
+    replayed, _ = run_sorted([ProjectDetector()], ref_with(project()), evs, as_of=S + 100 * DAY)
+    # streaming with 2 h of lateness: R2 is taken before the clock passes R1's deadline
+    streamed, _ = run_sorted([ProjectDetector()], ref_with(project()), evs, as_of=S + 100 * DAY,
+                             lateness=7200.0)
+    (r,), (s,) = of(replayed, "project.stalled"), of(streamed, "project.stalled")
+    assert r.alert_id == s.alert_id and r.source_event_ids == ["PJ1", "R1"]
+    assert r.evidence["last_report_id"] == s.evidence["last_report_id"] == "R1"
+
+
+def test_deadline_evidence_is_the_project_as_of_the_deadline():
+    deadline = E + 30 * DAY
+    evs = [prog("R1", S + 2 * DAY, "started", 5), prog("R2", S + 50 * DAY, "in_progress", 60),
+           prog("R3", deadline + 3600, "in_progress", 95)]
+    replayed, _ = run_sorted([ProjectDetector()], ref_with(project()), evs, as_of=deadline + DAY)
+    streamed, _ = run_sorted([ProjectDetector()], ref_with(project()), evs, as_of=deadline + DAY,
+                             lateness=7200.0)
+    (r,), (s,) = of(replayed, "project.overdue_completion"), of(streamed, "project.overdue_completion")
+    keys = ("reports_received", "last_report_id", "last_percent_complete")
+    assert [r.evidence[k] for k in keys] == [s.evidence[k] for k in keys] == [2, "R2", 60]

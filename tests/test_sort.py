@@ -33,3 +33,20 @@ def test_input_order_does_not_matter_for_distinct_keys():
     a = [e["n"] for e in ExternalSorter(3000).sorted(evs)]
     b = [e["n"] for e in ExternalSorter(3000).sorted(list(reversed(evs)))]
     assert a == b
+
+
+@pytest.mark.parametrize("memory,bucket", [(10**7, 3600.0), (3000, 3600.0), (3000, 10**7)])
+def test_records_equal_in_time_stream_and_id_come_in_content_order(memory, bucket):
+    # the same id at the same instant with other content (fault 5), and two fixes of one
+    # car in one second: the order must not be the files' (the last budget merges a bucket)
+    evs = events(20_000, 3)
+    for e in evs:
+        e["amount_yuan"] = float(e.pop("n") % 7)
+    evs.append({"t": 5.0, "_s": "gps", "_id": "V1", "lat": 10.5, "lon": 120.0})
+    evs.append({"t": 5.0, "_s": "gps", "_id": "V1", "lat": 9.5, "lon": 121.0})
+    outs = []
+    for order in (evs, evs[::-1], random.Random(4).sample(evs, len(evs))):
+        outs.append(list(ExternalSorter(max_in_memory=memory, bucket_seconds=bucket).sorted(order)))
+    assert outs[0] == outs[1] == outs[2]
+    pings = [e for e in outs[0] if e["_s"] == "gps" and e["_id"] == "V1" and e["t"] == 5.0]
+    assert [p["lat"] for p in pings] == [9.5, 10.5]  # numbers as numbers, as chDB sorts pings

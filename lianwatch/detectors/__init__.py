@@ -1,4 +1,5 @@
-"""Detectors: one per subject family. See :mod:`lianwatch.detectors.base`.
+"""Detectors: one per subject family, on the framework of :mod:`lianwatch.engine.detector`;
+every one passes the conformance suite of :mod:`.checks`.
 
 =================================  ===========================================
 module                             rules
@@ -12,9 +13,9 @@ module                             rules
 
 from __future__ import annotations
 
-from .base import Ctx, Detector, DictStore, SetAside, Store
+from lianwatch.engine.detector import Detector
 
-__all__ = ["default_detectors", "Ctx", "Detector", "DictStore", "SetAside", "Store"]
+__all__ = ["default_detectors"]
 
 
 def default_detectors() -> list[Detector]:

@@ -6,6 +6,12 @@ transactions waiting for their GPS window to close, the recent fills and the
 open over-capacity incidents. A transaction is judged once the watermark has
 passed ``t + gap_window`` (all pings that can matter are in), or at the end of
 input. A transaction older than the retained track is set aside as too late.
+
+Redelivery: a ``txn_id`` seen again with the same content is dropped, with
+other content set aside (the first one taken stays). A ping is known by its
+car and second: the same position again is dropped; another position in the
+same second is set aside and the smaller ``(lat, lon)`` kept, whatever came
+first (replay's order takes that one first too).
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import math
 from array import array
 from typing import Any
 
-from lianwatch.detectors.base import Ctx, Detector, SetAside
+from lianwatch.engine.detector import Ctx, Detector, SetAside, Step, forget_before, redelivery
 from lianwatch.models.alert import Alert
 from lianwatch.models.geo import haversine_m, to_wgs84
 from lianwatch.rules import FuelRules
@@ -24,7 +30,6 @@ __all__ = ["FuelDetector", "VehicleState"]
 
 M_PER_DEG = 6371008.8 * math.pi / 180.0  # metres per degree of latitude
 STRIDE = 5  # values per ping in VehicleState.d: lat, lon, cum, anchor lat, anchor lon
-_NO_ALERTS: list[Alert] = []  # shared, never appended to (the hot path allocates nothing)
 
 FUEL_NAMES = {"0": ("0 号柴油", "diesel"), "92": ("92 号汽油", "92 petrol"),
               "95": ("95 号汽油", "95 petrol"), "98": ("98 号汽油", "98 petrol")}
@@ -58,7 +63,7 @@ class VehicleState:
         self.pending: list[dict[str, Any]] = []  # transactions not judged yet, by t
         # judged fills: (t, txn_id, liters, cum_m or nan, judged_with_track)
         self.fills: list[tuple[float, str, float, float, bool]] = []
-        self.seen: dict[str, float] = {}  # txn_id → t (dedupe while it matters)
+        self.seen: dict[str, tuple[float, int]] = {}  # txn_id → (t, fingerprint) while it matters
         # open over-capacity incidents: anchor, txn ids, litres, first t, last t, version
         self.episodes: list[dict[str, Any]] = []
         self.wake: float | None = None
@@ -74,7 +79,7 @@ class VehicleState:
             setattr(self, k, d[k])
 
 
-class FuelDetector(Detector):
+class FuelDetector(Detector[VehicleState]):
     name = "fuel"
     streams = ("gps", "fuel")
     timer_clock = "watermark"
@@ -94,10 +99,14 @@ class FuelDetector(Detector):
     # ------------------------------------------------------------------ events
     hot_fields = {"gps": ("lat", "lon")}
 
-    def on_event(self, st: VehicleState, ev: dict[str, Any], ctx: Ctx):
+    def on_event(self, st: VehicleState, ev: dict[str, Any], ctx: Ctx) -> Step[VehicleState]:
         if ev["_s"] == "gps":
-            self._add_ping(st, ev["t"], ev["lat"], ev["lon"], ctx)
-            return st, _NO_ALERTS
+            sa = self._add_ping(st, ev["t"], ev["lat"], ev["lon"], ctx)
+            if sa is None:
+                return Step(st)
+            if sa.record["lat"] == ev["lat"] and sa.record["lon"] == ev["lon"]:
+                sa = SetAside("gps", ev, sa.reason)  # this very record: keep its raw form
+            return Step(st, (), (sa,))
         return self._add_fuel(st, ev, ctx)
 
     def hot(self, stream: str):
@@ -107,20 +116,18 @@ class FuelDetector(Detector):
         return ctx.rules.fuel_for(ctx.ref.unit_of_vehicle(st.vid))
 
     def _add_ping(self, st: VehicleState, t: float, lat: float, lon: float, ctx: Ctx,
-                  _m: float = M_PER_DEG, _sqrt: Any = math.sqrt) -> None:
+                  _m: float = M_PER_DEG, _sqrt: Any = math.sqrt) -> SetAside | None:
         # the hot path (most events are pings): local flat-earth distances, locals only
         tt = st.t
         d = st.d
         if tt:
             last = tt[-1]
             if t <= last:
-                if t == last:
-                    return  # a redelivered ping (or two in one second): keep the first
-                i = bisect.bisect_left(tt, t)
-                if i < len(tt) and tt[i] == t:
-                    return
+                i = len(tt) - 1 if t == last else bisect.bisect_left(tt, t)
+                if tt[i] == t:
+                    return self._same_second(st, i, t, lat, lon, ctx)
                 self._insert_ping(st, i, t, lat, lon, ctx)
-                return
+                return None
             alat = d[-2]
             alon = d[-1]
             dy = (lat - alat) * _m
@@ -141,12 +148,33 @@ class FuelDetector(Detector):
         if n >= 512:
             self._evict(st, ctx)
 
+    def _same_second(self, st: VehicleState, i: int, t: float, lat: float, lon: float,
+                     ctx: Ctx) -> SetAside | None:
+        """A ping in the second of the kept ping ``i``: the same position is a
+        redelivery; another one conflicts: the smaller ``(lat, lon)`` stays."""
+        d = st.d
+        k = i * STRIDE
+        kept = (d[k], d[k + 1])
+        if kept == (lat, lon):
+            return None
+        if (lat, lon) < kept:
+            d[k], d[k + 1] = lat, lon
+            self._recompute(st, i, ctx)
+            kept, (lat, lon) = (lat, lon), kept
+        return SetAside("gps", {"vehicle_id": st.vid, "ts": ctx.ts(t), "t": t, "lat": lat, "lon": lon},
+                        f"conflicts with the ping of {st.vid} at {ctx.ts(t)} seen at another "
+                        f"position; kept the one at ({kept[0]:.6f}, {kept[1]:.6f})")
+
     def _insert_ping(self, st: VehicleState, i: int, t: float, lat: float, lon: float,
                      ctx: Ctx) -> None:
         """An out-of-order ping: insert it and recompute the running distance after it."""
         st.t.insert(i, t)
+        st.d[i * STRIDE:i * STRIDE] = array("d", (lat, lon, 0.0, lat, lon))
+        self._recompute(st, i, ctx)
+
+    def _recompute(self, st: VehicleState, i: int, ctx: Ctx) -> None:
+        """The running distance and jitter anchors from ping ``i`` on."""
         d = st.d
-        d[i * STRIDE:i * STRIDE] = array("d", (lat, lon, 0.0, lat, lon))
         r = self._rules(st, ctx)
         st.jitter2 = r.jitter_m * r.jitter_m
         st.kx = M_PER_DEG * math.cos(math.radians(d[0]))
@@ -181,21 +209,20 @@ class FuelDetector(Detector):
             del fills[: j - 1]
         keep_from = min(horizon, fills[0][0]) if fills else horizon
         if st.seen:
-            st.seen = {k2: v for k2, v in st.seen.items() if v >= keep_from}
+            st.seen = forget_before(st.seen, keep_from)
         cap_h = r.capacity_window_h * 3600.0
         st.episodes = [e for e in st.episodes if e["last_t"] >= ctx.watermark - 2 * cap_h]
 
-    def _add_fuel(self, st: VehicleState, ev: dict[str, Any], ctx: Ctx):
-        txn = ev["txn_id"]
-        if txn in st.seen:
-            return st, []  # a redelivered transaction
+    def _add_fuel(self, st: VehicleState, ev: dict[str, Any], ctx: Ctx) -> Step[VehicleState]:
+        fp, again = redelivery(st.seen, ev, ctx, "txn_id")
+        if again is not None:
+            return Step(st, (), again)  # a redelivered transaction (or a conflicting copy)
         r = self._rules(st, ctx)
         if ev["t"] < ctx.watermark - r.track_retention_h * 3600.0:
-            ctx.set_aside.append(SetAside("fuel", ev, (
+            return Step(st, (), (SetAside("fuel", ev, (
                 f"too late to judge: transaction at {ctx.ts(ev['t'])} is older than the "
-                f"{r.track_retention_h:g} h of GPS track kept (watermark {ctx.ts(ctx.watermark)})")))
-            return st, []
-        st.seen[txn] = ev["t"]
+                f"{r.track_retention_h:g} h of GPS track kept (watermark {ctx.ts(ctx.watermark)})")),))
+        st.seen[ev["txn_id"]] = (ev["t"], fp)
         alerts: list[Alert] = []
         mismatch = self._type_mismatch(st, ev, ctx)
         if mismatch is not None:
@@ -207,20 +234,19 @@ class FuelDetector(Detector):
         p.insert(i, ev)
         st.wake = p[0]["t"] + r.gap_window_min * 60.0
         if st.wake < ctx.watermark:  # its window already closed (a late transaction)
-            st, more = self.on_timer(st, st.vid, ctx)
-            alerts.extend(more)
-        return st, alerts
+            alerts.extend(self._judge_due(st, ctx, final=False).alerts)
+        return Step(st, alerts)
 
     # ------------------------------------------------------------------ judging
-    def on_timer(self, st: VehicleState, key: str, ctx: Ctx):
+    def on_timer(self, st: VehicleState, key: str, ctx: Ctx) -> Step[VehicleState]:
         return self._judge_due(st, ctx, final=False)
 
-    def on_flush(self, st: VehicleState, key: str, ctx: Ctx):
+    def on_flush(self, st: VehicleState, key: str, ctx: Ctx) -> Step[VehicleState]:
         if not st.pending:
-            return st, []
+            return Step(st)
         return self._judge_due(st, ctx, final=True)
 
-    def _judge_due(self, st: VehicleState, ctx: Ctx, final: bool):
+    def _judge_due(self, st: VehicleState, ctx: Ctx, final: bool) -> Step[VehicleState]:
         r = self._rules(st, ctx)
         gap = r.gap_window_min * 60.0
         alerts: list[Alert] = []
@@ -229,7 +255,7 @@ class FuelDetector(Detector):
             alerts.extend(self._judge(st, ev, r, ctx))
         st.wake = st.pending[0]["t"] + gap if st.pending else None
         self._evict(st, ctx)
-        return st, alerts
+        return Step(st, alerts)
 
     def _window(self, st: VehicleState, t: float, half: float) -> tuple[int, int]:
         return bisect.bisect_left(st.t, t - half), bisect.bisect_right(st.t, t + half)
@@ -341,7 +367,9 @@ class FuelDetector(Detector):
         tt = st.t
         j = bisect.bisect_left(tt, ev["t"])
         prev_t = tt[j - 1] if j > 0 else None
-        next_t = tt[j] if j < len(tt) else None
+        # a ping after the window is not known in every delivery order when the
+        # window closes (it is in replay's only if it came first): not evidence
+        next_t = tt[j] if j < len(tt) and tt[j] <= ev["t"] + r.gap_window_min * 60.0 else None
         title = (f"加油前后 {r.gap_window_min:g} 分钟内无定位：定位设备疑似关闭"
                  f"（{ev.get('station_name') or ev['station_id']}，{ev['liters']:g} 升）",
                  f"No GPS ping within ±{r.gap_window_min:g} min of a fuel purchase: "

@@ -23,9 +23,11 @@ Window semantics (``W`` = the rule's window, inclusive: ``Δt ≤ W``):
   match already in an older group is listed too, as what it duplicates).
 
 State stays bounded: payments, incidents and the ids used to drop redelivered
-records are kept for the longest window behind the watermark (swept at most
-once a day of event time); a record older than that gets the per-record rules
-only.
+records (with their content fingerprints) are kept for the longest window
+behind the watermark (swept at most once a day of event time); a record older
+than that gets the per-record rules only. A ``payment_id`` seen again with
+other content is set aside (the first one taken stays, see
+:func:`~lianwatch.engine.detector.redelivery`).
 
 >>> from lianwatch.engine import Engine
 >>> from lianwatch.reference import Reference
@@ -43,7 +45,7 @@ import bisect
 from dataclasses import dataclass, field
 from typing import Any
 
-from lianwatch.detectors.base import Ctx, Detector
+from lianwatch.engine.detector import Ctx, Detector, Step, forget_before, redelivery
 from lianwatch.models.alert import Alert
 
 __all__ = [
@@ -135,8 +137,8 @@ class VillagePayments:
     """One village's recent payments (bounded by the longest window)."""
 
     village_id: str
-    #: payment_id → t of every payment kept (drops redeliveries)
-    seen: dict[str, float] = field(default_factory=dict)
+    #: payment_id → (t, content fingerprint) of every payment kept (redeliveries)
+    seen: dict[str, tuple[float, int]] = field(default_factory=dict)
     #: (t, payment_id, event) waiting for the watermark, sorted
     pending: list = field(default_factory=list)
     #: payee_id → entries [t, payment_id, cents, split_anchor, dup_anchor], sorted by (t, id)
@@ -149,7 +151,7 @@ class VillagePayments:
     wake: float | None = None
 
 
-class PaymentDetector(Detector):
+class PaymentDetector(Detector[VillagePayments]):
     name = "payments"
     streams = ("payments",)
 
@@ -160,12 +162,12 @@ class PaymentDetector(Detector):
         return VillagePayments(village_id=key)
 
     # ----------------------------------------------------------------- hooks
-    def on_event(self, st: VillagePayments, ev: dict[str, Any], ctx: Ctx):
-        pid = ev["payment_id"]
-        if pid in st.seen:
-            return st, []  # delivered twice: judged already
+    def on_event(self, st: VillagePayments, ev: dict[str, Any], ctx: Ctx) -> Step[VillagePayments]:
+        fp, again = redelivery(st.seen, ev, ctx, "payment_id")
+        if again is not None:
+            return Step(st, (), again)  # judged already (or a conflicting copy: set aside)
         t = ev["t"]
-        st.seen[pid] = t
+        st.seen[ev["payment_id"]] = (t, fp)
         rules = ctx.rules.payment_for(st.village_id)
         alerts = self._per_record(st, ev, ctx, rules)
         keep = max(rules.split_window_days, rules.duplicate_window_days) * DAY
@@ -177,24 +179,25 @@ class PaymentDetector(Detector):
             buffer_add(st.pending, ev, "payment_id")
         st.wake = st.pending[0][0] if st.pending else None
         self._sweep(st, ctx.watermark - keep)
-        return st, alerts
+        return Step(st, alerts)
 
-    def on_timer(self, st: VillagePayments, key: str, ctx: Ctx):
+    def on_timer(self, st: VillagePayments, key: str, ctx: Ctx) -> Step[VillagePayments]:
         return self._drain(st, ctx, ctx.watermark, st.wake)
 
-    def on_flush(self, st: VillagePayments, key: str, ctx: Ctx):
+    def on_flush(self, st: VillagePayments, key: str, ctx: Ctx) -> Step[VillagePayments]:
         if not st.pending:
-            return st, []
+            return Step(st)
         return self._drain(st, ctx, None, None)
 
-    def _drain(self, st: VillagePayments, ctx: Ctx, before: float | None, through: float | None):
+    def _drain(self, st: VillagePayments, ctx: Ctx, before: float | None,
+               through: float | None) -> Step[VillagePayments]:
         due = buffer_pop_due(st.pending, before, through)
         rules = ctx.rules.payment_for(st.village_id)
         alerts = self._windows(st, due, ctx, rules) if due else []
         st.wake = st.pending[0][0] if st.pending else None
         keep = max(rules.split_window_days, rules.duplicate_window_days) * DAY
         self._sweep(st, ctx.watermark - keep)
-        return st, alerts
+        return Step(st, alerts)
 
     # ------------------------------------------------------ per-record rules
     def _per_record(self, st: VillagePayments, ev: dict[str, Any], ctx: Ctx, rules) -> list[Alert]:
@@ -446,5 +449,4 @@ class PaymentDetector(Detector):
         for incs in (st.split, st.dup):
             for a in [a for a, inc in incs.items() if inc["last_t"] < horizon]:
                 del incs[a]
-        pending = {x[1] for x in st.pending}
-        st.seen = {p: t for p, t in st.seen.items() if t >= horizon or p in pending}
+        st.seen = forget_before(st.seen, horizon, keep=(x[1] for x in st.pending))

@@ -13,9 +13,11 @@ Deadlines (local midnight of the planned date in ``ctx.tz``, plus the days):
   deadline; at ``planned_start + start_red_days`` (30) the same alert (same
   id, ``version`` + 1) is raised to red if that is still so.
 * ``project.stalled``: started, not completed, and no report at all dated
-  within ``stall_days`` (60) after the latest one: fires at
-  ``last report + stall_days``. The incident is anchored on that last report,
-  so a report after the silence re-arms a new incident with a new id.
+  within ``stall_days`` (60) after a report: fires at
+  ``that report + stall_days``. The incident is anchored on that report, so a
+  report after the silence re-arms a new incident with a new id; a report
+  dated after the deadline that arrives before the clock has passed it (within
+  the engine's lateness) does not undo the silence.
 * ``project.overdue_completion``: no ``completed`` report dated on or before
   ``planned_end + completion_grace_days`` (30).
 * ``project.disbursement_mismatch`` (at a report, no clock):
@@ -27,7 +29,9 @@ Deadlines (local midnight of the planned date in ``ctx.tz``, plus the days):
 
 A report judged "on or before the deadline" is judged by its own date: one
 that arrives late but is dated in time stops an alert whose timer has not
-fired yet. Redelivered reports (same ``report_id``) are ignored; a report of
+fired yet. The evidence describes the project as of the deadline (or the
+report) it rests on: the reports dated by then, whatever arrived since. Redelivered reports (same ``report_id``, same content) are ignored,
+one with other content is set aside (the first one taken stays); a report of
 a project missing from the reference cannot be placed and is set aside.
 """
 
@@ -39,7 +43,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from lianwatch.detectors.base import Ctx, Detector
+from lianwatch.engine.detector import Ctx, Detector, Step, redelivery
 from lianwatch.models.alert import Alert
 from lianwatch.models.records import STARTED_STAGES
 
@@ -64,21 +68,38 @@ class ProjectState:
     plan: tuple | None = None
     start_t: float | None = None  # local midnight of planned_start
     end_t: float | None = None  # local midnight of planned_end
-    #: report_id → t of every report taken (drops redeliveries)
-    reports: dict[str, float] = field(default_factory=dict)
+    #: report_id → (t, content fingerprint, stage, percent_complete) of every report taken
+    reports: dict[str, tuple[float, int, str | None, float | None]] = field(default_factory=dict)
     started_t: float | None = None
     started_id: str | None = None
     completed_t: float | None = None
-    last: tuple | None = None  # (t, report_id, stage, percent_complete)
     start_level: str | None = None  # overdue_start emitted: None, "yellow", "red"
     start_version: int = 0
-    stall_fired_for: str | None = None  # the report whose silence already fired
+    stall_fired_for: str | None = None  # the latest report whose silence already fired
     completion_done: bool = False
     #: reports that set a new worst gap, in time order: (t, report_id, gap, disbursed, pct)
     chain: list = field(default_factory=list)
     chain_emitted: tuple = ()
     mismatch_version: int = 0
     wake: float | None = None
+
+    def __setstate__(self, d: dict[str, Any]) -> None:
+        last = d.pop("last", None)  # a state from before the reports kept their stage
+        if any(v.__class__ is float for v in d.get("reports", {}).values()):
+            d["reports"] = {k: (v, 0, *(last[2:] if last and last[1] == k else (None, None)))
+                            for k, v in d["reports"].items()}
+        self.__dict__.update(d)
+
+    def upto(self, t: float, rid: str = "\U0010ffff") -> tuple[int, tuple | None]:
+        """How many reports are dated up to ``(t, rid)``, and the latest of them:
+        ``(t, report_id, stage, percent_complete)``."""
+        n, last = 0, None
+        for k, (rt, _, stage, pct) in self.reports.items():
+            if (rt, k) <= (t, rid):
+                n += 1
+                if last is None or (rt, k) > last[:2]:
+                    last = (rt, k, stage, pct)
+        return n, last
 
 
 def _midnight(d: date, ctx: Ctx) -> float:
@@ -89,10 +110,12 @@ def _pct(x: float) -> str:
     return f"{x:.0f}%" if float(x).is_integer() else f"{x:.1f}%"
 
 
-class ProjectDetector(Detector):
+class ProjectDetector(Detector[ProjectState]):
     name = "projects"
     streams = ("progress",)
     timer_clock = "now"
+    # the deadline rules say how long overdue or silent a project is when judged
+    clock_fields = frozenset({"title", "title_en", "as_of", "days_overdue", "days_silent"})
 
     def key(self, ev: dict[str, Any], ctx: Ctx) -> str | None:
         pid = ev.get("project_id")
@@ -111,20 +134,19 @@ class ProjectDetector(Detector):
         return st
 
     # ----------------------------------------------------------------- hooks
-    def on_event(self, st: ProjectState, ev: dict[str, Any], ctx: Ctx):
+    def on_event(self, st: ProjectState, ev: dict[str, Any], ctx: Ctx) -> Step[ProjectState]:
+        fp, again = redelivery(st.reports, ev, ctx, "report_id")
+        if again is not None:
+            return Step(st, (), again)
         rid = ev["report_id"]
-        if rid in st.reports:
-            return st, []
         t = ev["t"]
-        st.reports[rid] = t
+        st.reports[rid] = (t, fp, ev["stage"], ev["percent_complete"])
         self._refresh(st, ctx)
         stage = ev["stage"]
         if stage in STARTED_STAGES and (st.started_t is None or (t, rid) < (st.started_t, st.started_id)):
             st.started_t, st.started_id = t, rid
         if stage == "completed" and (st.completed_t is None or t < st.completed_t):
             st.completed_t = t
-        if st.last is None or (t, rid) > st.last[:2]:
-            st.last = (t, rid, stage, ev["percent_complete"])
         alerts: list[Alert] = []
         r = self._rules(st, ctx)
         disbursed = ev.get("disbursed_yuan")
@@ -136,9 +158,9 @@ class ProjectDetector(Detector):
                 if a is not None:
                     alerts.append(a)
         st.wake = self._next(st, r)[0]
-        return st, alerts
+        return Step(st, alerts)
 
-    def on_timer(self, st: ProjectState, key: str, ctx: Ctx):
+    def on_timer(self, st: ProjectState, key: str, ctx: Ctx) -> Step[ProjectState]:
         self._refresh(st, ctx)
         r = self._rules(st, ctx)
         alerts: list[Alert] = []
@@ -154,7 +176,7 @@ class ProjectDetector(Detector):
             if a is not None:
                 alerts.append(a)
         st.wake = due
-        return st, alerts
+        return Step(st, alerts)
 
     # ----------------------------------------------------------------- plan
     def _refresh(self, st: ProjectState, ctx: Ctx) -> None:
@@ -189,9 +211,9 @@ class ProjectDetector(Detector):
             dc = st.end_t + r.completion_grace_days * DAY
             if not (st.completed_t is not None and st.completed_t <= dc):
                 cands.append((dc, "completion"))
-        if (st.started_t is not None and st.completed_t is None and st.last is not None
-                and st.stall_fired_for != st.last[1]):
-            cands.append((st.last[0] + r.stall_days * DAY, "stall"))
+        stall = self._stall(st, r)
+        if stall is not None:
+            cands.append((stall[0], "stall"))
         if not cands:
             return None, None
         return min(cands)
@@ -205,15 +227,35 @@ class ProjectDetector(Detector):
         return ctx.alert(rule, level, "project", st.project_id, anchor, event_t, title, evidence,
                          sources, unit_id=unit_id, village_id=village_id, version=version)
 
-    def _base(self, st: ProjectState, ctx: Ctx) -> dict[str, Any]:
+    def _stall(self, st: ProjectState, r) -> tuple[float, str] | None:
+        """The earliest silence not judged yet: ``(deadline, report_id)`` of a report
+        with none dated within ``stall_days`` after it, the project started by then
+        and not completed."""
+        if st.started_t is None:
+            return None
+        fired = st.reports.get(st.stall_fired_for) if st.stall_fired_for else None
+        done = (fired[0], st.stall_fired_for) if fired else None
+        reps = sorted((v[0], k) for k, v in st.reports.items())
+        window = r.stall_days * DAY
+        for i, (t, rid) in enumerate(reps):
+            if st.completed_t is not None and st.completed_t <= t:
+                return None
+            if (t, rid) < (st.started_t, st.started_id) or (done is not None and (t, rid) <= done):
+                continue
+            if i + 1 == len(reps) or reps[i + 1][0] > t + window:
+                return t + window, rid
+        return None
+
+    def _base(self, st: ProjectState, ctx: Ctx, upto: tuple) -> dict[str, Any]:
+        """The project as of ``upto`` (``(t,)`` or ``(t, report_id)``)."""
         name, vid, uid, budget, ps, pe = st.plan if st.plan else ("", None, None, None, None, None)
-        last = st.last
+        n, last = st.upto(*upto)
         return {
             "project_id": st.project_id, "project_name": name, "budget_yuan": budget,
             "planned_start": ps.isoformat() if ps else None,
             "planned_end": pe.isoformat() if pe else None,
             "as_of": ctx.ts(ctx.now) if math.isfinite(ctx.now) else None,
-            "reports_received": len(st.reports),
+            "reports_received": n,
             "last_report_id": last[1] if last else None,
             "last_report_ts": ctx.ts(last[0]) if last else None,
             "last_stage": last[2] if last else None,
@@ -231,9 +273,10 @@ class ProjectDetector(Detector):
                 return None
             ps = st.plan[4].isoformat()
             days = int((now - st.start_t) // DAY)
-            ev = {**self._base(st, ctx), "deadline_ts": ctx.ts(due), "days_overdue": days,
+            started = st.started_t if st.started_t is not None and st.started_t <= due else None
+            ev = {**self._base(st, ctx, (due,)), "deadline_ts": ctx.ts(due), "days_overdue": days,
                   "start_grace_days": r.start_grace_days, "start_red_days": r.start_red_days,
-                  "started_report_ts": ctx.ts(st.started_t) if st.started_t is not None else None}
+                  "started_report_ts": ctx.ts(started) if started is not None else None}
             if red:
                 title = (f"项目逾期未开工超 {r.start_red_days:g} 天：「{name}」计划 {ps} 开工，已逾期 {days} 天",
                          f"Project not started {r.start_red_days:g}+ days late: {name}, planned start {ps}, "
@@ -249,25 +292,27 @@ class ProjectDetector(Detector):
                 return None
             pe = st.plan[5].isoformat()
             days = int((now - st.end_t) // DAY)
-            last = st.last
+            last = st.upto(due)[1]
             prog_zh = f"（最近进度 {_pct(last[3])}）" if last else "（无进度报告）"
             prog_en = f" (last reported {_pct(last[3])})" if last else " (no report)"
-            ev = {**self._base(st, ctx), "deadline_ts": ctx.ts(due), "days_overdue": days,
+            ev = {**self._base(st, ctx, (due,)), "deadline_ts": ctx.ts(due), "days_overdue": days,
                   "completion_grace_days": r.completion_grace_days}
             return self._alert(
                 st, ctx, OVERDUE_COMPLETION, "yellow", [st.project_id], due,
                 (f"项目逾期未完工：「{name}」计划 {pe} 完工，已逾期 {days} 天{prog_zh}",
                  f"Project not completed: {name}, planned end {pe}, {days} days overdue{prog_en}"),
                 ev, [st.project_id])
-        # stall
-        last = st.last
-        st.stall_fired_for = last[1]
+        # stall: the silence after the report _next found
+        _, rid = self._stall(st, r)  # type: ignore[misc]
+        t, _, stage, pct = st.reports[rid]
+        last = (t, rid, stage, pct)
+        st.stall_fired_for = rid
         if not ctx.rules.enabled(STALLED):
             return None
         since = ctx.ts(last[0])[:10]
         silent = int((now - last[0]) // DAY)
         stage_zh = STAGE_ZH.get(last[2], last[2])
-        ev = {**self._base(st, ctx), "deadline_ts": ctx.ts(due), "days_silent": silent,
+        ev = {**self._base(st, ctx, (due,)), "deadline_ts": ctx.ts(due), "days_silent": silent,
               "stall_days": r.stall_days}
         return self._alert(
             st, ctx, STALLED, "yellow", [last[1]], due,
@@ -299,7 +344,7 @@ class ProjectDetector(Detector):
             (f"项目资金拨付超进度：「{name}」已拨付 {ratio:.0%} 预算（¥{disbursed:,.0f}），完成 {_pct(pct)}",
              f"Disbursement ahead of progress: {name}, {ratio:.0%} of budget paid "
              f"(¥{disbursed:,.0f}), {_pct(pct)} complete"),
-            {**self._base(st, ctx), "report_id": rid, "report_ts": ctx.ts(t),
+            {**self._base(st, ctx, (t, rid)), "report_id": rid, "report_ts": ctx.ts(t),
              "disbursed_yuan": disbursed, "disbursed_ratio": round(ratio, 4),
              "percent_complete": pct, "gap": round(gap, 4), "gap_limit": r.disbursement_gap,
              "reports": [{"report_id": x[1], "ts": ctx.ts(x[0]), "gap": round(x[2], 4)} for x in chain]},

@@ -38,7 +38,8 @@ last ``window`` scores (all of them, flagged ones included: left out, the
 quantile would sink and flag more and more), and ``min_score``. A flagged
 payment does not train the model. Payments are taken in event time (the
 same watermark buffer as :mod:`.payments`), so replay and streaming give the
-same scores; redelivered ``payment_id`` s are dropped.
+same scores; a redelivered ``payment_id`` is dropped (one with other content
+is set aside, as :mod:`.payments` does).
 
 The state is versioned for snapshots: :func:`snapshot` / :func:`restore`.
 """
@@ -59,8 +60,8 @@ from typing import Any
 
 from river.base import AnomalyDetector  # (river.anomaly and .preprocessing load scipy: 2 s)
 
-from lianwatch.detectors.base import Ctx, Detector
 from lianwatch.detectors.payments import DAY, buffer_add, buffer_pop_due, yuan
+from lianwatch.engine.detector import Ctx, Detector, Step, forget_before, redelivery
 from lianwatch.models.alert import Alert
 from lianwatch.models.clock import DEFAULT_TZ
 
@@ -308,6 +309,7 @@ class HSTModel(AnomalyDetector):
         self.pipe = preprocessing.MinMaxScaler() | anomaly.HalfSpaceTrees(
             n_trees=n_trees, height=height, window_size=window_size, seed=seed)
         self.payees: dict[str, list[float]] = {}
+        self.learned = 0
 
     def _x(self, x: dict[str, Any]) -> dict[str, float]:
         out = {k: float(x[k]) for k in self._NUM}
@@ -320,10 +322,11 @@ class HSTModel(AnomalyDetector):
     @property
     def ready(self) -> bool:
         """HST scores 0 until its first window is full: such scores are not remembered."""
-        return not self.pipe[-1]._first_window
+        return self.learned >= self.window_size
 
     def learn_one(self, x: dict[str, Any]) -> None:
         self.pipe.learn_one(self._x(x))
+        self.learned += 1
         p = self.payees.setdefault(x["payee"], [0, 0.0])
         p[0] += 1
         p[1] += x["log_amount"]
@@ -356,7 +359,8 @@ class VillageModel:
     ranked: list = field(default_factory=list)  # the same, sorted
     learned: int = 0
     flagged: int = 0
-    seen: dict[str, float] = field(default_factory=dict)
+    #: payment_id → (t, content fingerprint), for redeliveries
+    seen: dict[str, tuple[float, int]] = field(default_factory=dict)
     pending: list = field(default_factory=list)
     swept_at: float = _NEG_INF
     wake: float | None = None
@@ -391,7 +395,7 @@ def restore(blob: bytes) -> VillageModel:
     >>> restore(b"LWUN\\x00\\x09...")
     Traceback (most recent call last):
     ...
-    lianwatch.detectors.unusual.SnapshotError: unusual-model snapshot format version 9 is not supported (this build reads version 1); rebuild the state by replaying the village's payments
+    lianwatch.errors.SnapshotError: unusual-model snapshot format version 9 is not supported (this build reads version 1); rebuild the state by replaying the village's payments
     """
     if len(blob) < _HDR.size:
         raise SnapshotError("not an unusual-model snapshot (too short)")
@@ -445,7 +449,7 @@ def _label(item: dict[str, Any]) -> tuple[str, str]:
     return zh, en
 
 
-class UnusualPaymentDetector(Detector):
+class UnusualPaymentDetector(Detector[VillageModel]):
     name = "unusual"
     streams = ("payments",)
 
@@ -453,6 +457,9 @@ class UnusualPaymentDetector(Detector):
         if model not in _MODELS:
             raise ValueError(f"unknown model {model!r} (one of {', '.join(_MODELS)})")
         self.model_kind = model
+        if model == "hst":  # loaded here (files, scipy), not in new_state: hooks do no I/O
+            import river.anomaly  # noqa: F401
+            import river.preprocessing  # noqa: F401
 
     def key(self, ev: dict[str, Any], ctx: Ctx) -> str | None:
         return ev.get("village_id") or None
@@ -465,11 +472,11 @@ class UnusualPaymentDetector(Detector):
     snapshot = staticmethod(snapshot)
     restore = staticmethod(restore)
 
-    def on_event(self, st: VillageModel, ev: dict[str, Any], ctx: Ctx):
-        pid = ev["payment_id"]
-        if pid in st.seen:
-            return st, []
-        st.seen[pid] = ev["t"]
+    def on_event(self, st: VillageModel, ev: dict[str, Any], ctx: Ctx) -> Step[VillageModel]:
+        fp, again = redelivery(st.seen, ev, ctx, "payment_id")
+        if again is not None:
+            return Step(st, (), again)
+        st.seen[ev["payment_id"]] = (ev["t"], fp)
         alerts: list[Alert] = []
         if ev["t"] < ctx.watermark:
             alerts = self._judge(st, [ev], ctx)  # late: take it now
@@ -477,20 +484,20 @@ class UnusualPaymentDetector(Detector):
             buffer_add(st.pending, ev, "payment_id")
         st.wake = st.pending[0][0] if st.pending else None
         self._sweep(st, ctx.watermark - _KEEP_IDS)
-        return st, alerts
+        return Step(st, alerts)
 
-    def on_timer(self, st: VillageModel, key: str, ctx: Ctx):
+    def on_timer(self, st: VillageModel, key: str, ctx: Ctx) -> Step[VillageModel]:
         alerts = self._judge(st, buffer_pop_due(st.pending, ctx.watermark, st.wake), ctx)
         st.wake = st.pending[0][0] if st.pending else None
         self._sweep(st, ctx.watermark - _KEEP_IDS)
-        return st, alerts
+        return Step(st, alerts)
 
-    def on_flush(self, st: VillageModel, key: str, ctx: Ctx):
+    def on_flush(self, st: VillageModel, key: str, ctx: Ctx) -> Step[VillageModel]:
         if not st.pending:
-            return st, []
+            return Step(st)
         alerts = self._judge(st, buffer_pop_due(st.pending, None), ctx)
         st.wake = None
-        return st, alerts
+        return Step(st, alerts)
 
     def _judge(self, st: VillageModel, evs: list[dict[str, Any]], ctx: Ctx) -> list[Alert]:
         if not evs:
@@ -532,8 +539,7 @@ class UnusualPaymentDetector(Detector):
         if horizon == _NEG_INF or horizon - st.swept_at < DAY:
             return
         st.swept_at = horizon
-        pending = {x[1] for x in st.pending}
-        st.seen = {p: t for p, t in st.seen.items() if t >= horizon or p in pending}
+        st.seen = forget_before(st.seen, horizon, keep=(x[1] for x in st.pending))
 
 
 def score_payments(events: Iterable[dict[str, Any]], rules=None, model: str = "profile",
@@ -554,7 +560,7 @@ def score_payments(events: Iterable[dict[str, Any]], rules=None, model: str = "p
             st = states[vid] = VillageModel(vid, _make_model(model, ur.seed), ur.window)
         if ev["payment_id"] in st.seen:
             continue
-        st.seen[ev["payment_id"]] = ev["t"]
+        st.seen[ev["payment_id"]] = (ev["t"], 0)
         warm = st.learned >= ur.warmup
         score, thr, flagged = _step(st, payment_features(ev, tz), ur)
         out.append({"payment_id": ev["payment_id"], "village_id": vid, "t": ev["t"],

@@ -23,7 +23,7 @@ from lianwatch.engine import Engine
 from lianwatch.models.alert import Alert
 from lianwatch.models.clock import DEFAULT_TZ, parse_ts
 from lianwatch.models.parse import parse_event
-from lianwatch.models.order import sort_key
+from lianwatch.models.content import settle_ties, sort_key
 from lianwatch.rules import RuleSet
 
 __all__ = ["reconstruct", "Reconstruction", "compare"]
@@ -140,15 +140,9 @@ def reconstruct(alert: Alert, source: Any, rules: RuleSet | None = None, tz=DEFA
         h.update(b"ref\0" + raw + b"\n")
     eng = Engine(default_detectors(), rules, ref, tz=tz)
     eng.start()
-    current: dict[str, Alert] = {}
     events.sort(key=sort_key)
-    for ev in events:
-        if as_of is not None and ev["t"] > as_of:
-            continue
-        for a in eng.process(ev):
-            current[a.alert_id] = a
-    for a in eng.finish(as_of):
-        current[a.alert_id] = a
+    settle_ties(events)  # the replay order made total (same id, other content: CONTRACT §2)
+    current = eng.run(events, as_of)
     replayed = current.get(alert.alert_id)
     diffs = compare(alert, replayed)
     notes = []

@@ -3,7 +3,10 @@
 Replay calls it with events sorted by time; the Faust worker calls it with
 events as they arrive on a partition. Both get the same alerts because the
 detectors only see what the engine gives them: events, the watermark and the
-clock.
+clock. Each detector hook returns a :class:`~lianwatch.engine.detector.Step`;
+the engine applies it: the state is written back by reassignment (or deleted
+when the step discards it), its ``wake`` indexed as a timer, the alerts
+returned, the set-aside records kept in :attr:`Engine.set_aside` until drained.
 
 >>> from lianwatch.detectors import default_detectors
 >>> from lianwatch.reference import Reference
@@ -19,12 +22,12 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import tzinfo
 from typing import Any, NamedTuple
 
-from lianwatch.detectors.base import Ctx, Detector, DictStore, SetAside, Store
-from lianwatch.models.alert import Alert
+from lianwatch.engine.detector import Ctx, Detector, DictStore, SetAside, Store
+from lianwatch.models.alert import Alert, keep_newest
 from lianwatch.models.clock import DEFAULT_TZ
 from lianwatch.reference import Reference
 from lianwatch.rules import RuleSet
@@ -40,12 +43,13 @@ class HotEntry(NamedTuple):
     for an event at ``t`` with key ``k`` (what :meth:`Detector.key` would say),
     first :meth:`Engine.clock_to` ``(t)``, then ``st = states.get(k)`` (if None:
     ``st = states[k] = new(k)``) and ``add(st, t, *values, ctx)``, the values
-    named by ``fields``. The same effect as :meth:`Engine.process`, without a
-    dict or a routing step per event."""
+    named by ``fields``; ``add`` returns None or a record to set aside (a
+    :class:`SetAside`: a conflicting copy). The same effect as
+    :meth:`Engine.process`, without a dict or a routing step per event."""
 
     states: dict[str, Any]
     new: Callable[[str], Any]
-    add: Callable[..., None]
+    add: Callable[..., SetAside | None]
     fields: tuple[str, ...]
 
 
@@ -79,6 +83,8 @@ class Engine:
         self.clock = clock
         self.lateness = lateness
         self.max_t = -_INF
+        #: records set aside by the detectors (or unplaced), until :meth:`drain_set_aside`
+        self.set_aside: list[SetAside] = []
         self.counts: Counter[str] = Counter()  # set-aside records drained
         self._routes: dict[str, list[tuple[int, Detector, Store]]] = {}
         for i, d in enumerate(self.detectors):
@@ -123,17 +129,23 @@ class Engine:
         for i, det, store in self._routes.get(ev["_s"], ()):
             key = det.key(ev, ctx)
             if key is None:
-                ctx.set_aside.append(SetAside(ev["_s"], ev, det.unplaced_reason(ev)))
+                self._put_aside((SetAside(ev["_s"], ev, det.unplaced_reason(ev)),))
                 continue
             st = store.get(key)
             if st is None:
                 st = det.new_state(key, ctx)
             before = st.wake
-            st, alerts = det.on_event(st, ev, ctx)
-            store[key] = st  # reassign: a Faust table writes its changelog on set
-            after = st.wake
-            if after is not None and after != before:
-                self._push(i, det, key, after)
+            st, alerts, aside = det.on_event(st, ev, ctx)
+            if st is None:
+                if key in store:
+                    del store[key]  # discarded: its timers go stale
+            else:
+                store[key] = st  # reassign: a Faust table writes its changelog on set
+                after = st.wake
+                if after is not None and after != before:
+                    self._push(i, det, key, after)
+            if aside:
+                self._put_aside(aside)
             if alerts:
                 if out is _NO_ALERTS:
                     out = []
@@ -196,18 +208,59 @@ class Engine:
         if end == -_INF:
             return out
         self._advance(max(end, self.ctx.watermark), end, out, inclusive=True)
-        for i, det in enumerate(self.detectors):
+        for det in self.detectors:
             store = self.stores[det.name]
             for key, st in list(store.items()):
-                st2, alerts = det.on_flush(st, key, self.ctx)
-                store[key] = st2  # always: a detector may have changed the state in place
-                out.extend(alerts)
+                self._apply(store, key, det.on_flush(st, key, self.ctx), out)
         return out
 
+    def run(self, events: Iterable[dict[str, Any]], as_of: float | None = None,
+            end: float | None = None) -> dict[str, Alert]:
+        """Events in replay order through :meth:`process`, then :meth:`finish` at ``as_of``
+        (else ``end``, else the newest event time); events after ``as_of`` are skipped.
+        Returns each alert id's newest version (what a what-if or an incident replay
+        compares). Records set aside stay in :attr:`set_aside`."""
+        current: dict[str, Alert] = {}
+        for ev in events:
+            if as_of is not None and ev["t"] > as_of:
+                continue
+            keep_newest(current, self.process(ev))
+        keep_newest(current, self.finish(as_of if as_of is not None else end))
+        return current
+
     def drain_set_aside(self) -> list[SetAside]:
-        items, self.ctx.set_aside = self.ctx.set_aside, []
+        """The records set aside since the last call (the list is emptied in place)."""
+        items = self.set_aside[:]
+        self.set_aside.clear()
         self.counts["set_aside"] += len(items)
         return items
+
+    # ------------------------------------------------------------ steps
+    def _apply(self, store: Store, key: str, step: Any, out: list[Alert]) -> Any:
+        """Write a timer's or a flush's step back (always: a detector may have changed
+        the state in place); returns the new state (None: discarded)."""
+        st, alerts, aside = step
+        if st is None:
+            if key in store:
+                del store[key]
+        else:
+            store[key] = st
+        if alerts:
+            out.extend(alerts)
+        if aside:
+            self._put_aside(aside)
+        return st
+
+    def _put_aside(self, items: Sequence[SetAside]) -> None:
+        """Keep set-aside records; one record set aside for the same reason by two
+        detectors (both take payments) is kept once."""
+        out = self.set_aside
+        for sa in items:
+            j = len(out) - 1
+            while j >= 0 and out[j].record is sa.record and out[j].reason != sa.reason:
+                j -= 1
+            if j < 0 or out[j].record is not sa.record:
+                out.append(sa)
 
     # ----------------------------------------------------------------- timers
     def _push(self, i: int, det: Detector, key: str, wake: float | None) -> None:
@@ -243,9 +296,8 @@ class Engine:
             st = store.get(key)
             if st is None or st.wake != wake:
                 continue  # stale entry: the state has moved on
-            st, alerts = det.on_timer(st, key, self.ctx)
-            store[key] = st
-            out.extend(alerts)
-            nxt = st.wake
-            if nxt is not None and nxt != wake:
-                self._push(i, det, key, nxt)
+            st = self._apply(store, key, det.on_timer(st, key, self.ctx), out)
+            if st is not None:
+                nxt = st.wake
+                if nxt is not None and nxt != wake:
+                    self._push(i, det, key, nxt)
