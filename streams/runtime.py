@@ -199,12 +199,17 @@ class _Owned:
         self.on_event = det.on_event
         self.on_timer = det.on_timer
         self.on_flush = det.on_flush
+        self.on_reference = det.on_reference
         self._p = partition
         self._n = partitions
 
     def initial_subjects(self, ctx: Any):
         p, n = self._p, self._n
         return (k for k in self.inner.initial_subjects(ctx) if partition_for(k, n) == p)
+
+    def affected(self, kind: str, key: str, changed: Any, ctx: Any):
+        p, n = self._p, self._n
+        return (k for k in self.inner.affected(kind, key, changed, ctx) if partition_for(k, n) == p)
 
 
 def family_detectors(family: Family, make: Callable[[], Sequence[Detector]]) -> list[Detector]:

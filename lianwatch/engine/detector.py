@@ -175,6 +175,21 @@ class Detector(Generic[S]):
         """Subjects that exist before any event (e.g. projects that never report)."""
         return iter(())
 
+    def affected(self, kind: str, key: str, changed: Any, ctx: Ctx) -> Iterable[str]:
+        """A reference record of ``kind`` with id ``key`` was added, replaced or removed
+        (``ctx.ref`` already holds the new state). The subjects this detector must judge
+        again (late register facts, CONTRACT §6); ``changed`` is what
+        :meth:`lianwatch.reference.Reference.add` said changed (a
+        :class:`lianwatch.ties.Changed` for officials and companies, else None).
+        Default: none."""
+        return ()
+
+    def on_reference(self, state: S | None, key: str, ctx: Ctx) -> Step[S]:
+        """Judge subject ``key`` again after a reference change (see :meth:`affected`).
+        ``state`` is None when the subject has none yet (a contract just published):
+        return ``Step(None)`` to leave it so. Alerts keep their ids (a new version)."""
+        return Step(state)
+
     def hot(self, stream: str) -> Callable[..., SetAside | None] | None:
         """Optional: a direct entry for the events of ``stream`` that only add to
         a subject's state (no alerts, no timers, no new wake time):

@@ -214,6 +214,32 @@ class Engine:
                 self._apply(store, key, det.on_flush(st, key, self.ctx), out)
         return out
 
+    def reference_changed(self, kind: str, key: str, changed: Any = None) -> list[Alert]:
+        """A reference record was added, replaced or removed (streaming: read from its
+        compacted topic, after ``ref`` was updated). Every detector judges again the
+        subjects it names (:meth:`Detector.affected`) through
+        :meth:`Detector.on_reference`, with the clocks where they are. Replay loads the
+        final registers before any event and needs no call."""
+        if not self._started:
+            self.start()
+        out: list[Alert] = []
+        ctx = self.ctx
+        for i, det in enumerate(self.detectors):
+            store = self.stores[det.name]
+            for subject in det.affected(kind, key, changed, ctx):
+                st = store.get(subject)
+                before = st.wake if st is not None else None
+                step = det.on_reference(st, subject, ctx)
+                if step.state is None and st is None:
+                    out.extend(step.alerts)
+                    if step.set_aside:
+                        self._put_aside(step.set_aside)
+                    continue
+                new = self._apply(store, subject, step, out)
+                if new is not None and new.wake is not None and new.wake != before:
+                    self._push(i, det, subject, new.wake)
+        return out
+
     def run(self, events: Iterable[dict[str, Any]], as_of: float | None = None,
             end: float | None = None) -> dict[str, Alert]:
         """Events in replay order through :meth:`process`, then :meth:`finish` at ``as_of``
