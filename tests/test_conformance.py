@@ -57,6 +57,7 @@ class BigPayments(Detector[Village]):
 
     name = "toy.big"
     streams = ("payments",)
+    rules = ("payment.cash",)
 
     def key(self, ev: dict[str, Any], ctx: Ctx) -> str | None:
         return ev["village_id"]

@@ -10,7 +10,8 @@ import pytest
 from lianwatch.incident import ArchiveSource, DirSource, reconstruct
 from lianwatch.incident.html import render_incident
 from lianwatch.replay.whatif import diff_alerts, format_diff, replay_store
-from lianwatch.rules import V1_RULES, RuleSet
+from lianwatch.detectors import implemented_rules
+from lianwatch.rules import RuleSet
 
 
 def one_per_rule(alerts):
@@ -20,7 +21,7 @@ def one_per_rule(alerts):
     return seen
 
 
-@pytest.mark.parametrize("rule", V1_RULES)  # each family adds its rules as it lands
+@pytest.mark.parametrize("rule", implemented_rules())
 def test_each_rule_is_reproduced_from_the_archive_alone(demo, rule):
     alert = one_per_rule(demo.result.alerts).get(rule)
     assert alert is not None, f"the demo raised no {rule}"

@@ -235,6 +235,9 @@ def check_corpus_exercises(make: Factory, corpus: Corpus) -> None:
     if not r.alerts:
         raise AssertionError(f"{det.name}: the corpus raises no alert, so the checks would "
                              "pass without testing anything: give it records that alert")
+    undeclared = sorted({a.rule for a in r.alerts} - set(det.rules))
+    if undeclared:
+        raise AssertionError(f"{det.name}: raises {undeclared}, not in its `rules`")
 
 
 def check_state_round_trip(make: Factory, corpus: Corpus) -> None:

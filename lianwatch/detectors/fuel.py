@@ -82,6 +82,8 @@ class VehicleState:
 class FuelDetector(Detector[VehicleState]):
     name = "fuel"
     streams = ("gps", "fuel")
+    rules = ("fuel.not_at_station", "fuel.gps_gap", "fuel.over_capacity", "fuel.no_distance",
+             "fuel.type_mismatch")
     timer_clock = "watermark"
 
     def key(self, ev: dict[str, Any], ctx: Ctx) -> str | None:

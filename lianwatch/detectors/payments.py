@@ -154,6 +154,7 @@ class VillagePayments:
 class PaymentDetector(Detector[VillagePayments]):
     name = "payments"
     streams = ("payments",)
+    rules = (NO_APPROVAL, SPLIT, CONFLICT, DUPLICATE, CASH)
 
     def key(self, ev: dict[str, Any], ctx: Ctx) -> str | None:
         return ev.get("village_id") or None

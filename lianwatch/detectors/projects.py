@@ -113,6 +113,7 @@ def _pct(x: float) -> str:
 class ProjectDetector(Detector[ProjectState]):
     name = "projects"
     streams = ("progress",)
+    rules = (OVERDUE_START, STALLED, OVERDUE_COMPLETION, MISMATCH)
     timer_clock = "now"
     # the deadline rules say how long overdue or silent a project is when judged
     clock_fields = frozenset({"title", "title_en", "as_of", "days_overdue", "days_silent"})

@@ -452,6 +452,7 @@ def _label(item: dict[str, Any]) -> tuple[str, str]:
 class UnusualPaymentDetector(Detector[VillageModel]):
     name = "unusual"
     streams = ("payments",)
+    rules = ("payment.unusual",)
 
     def __init__(self, model: str = "profile") -> None:
         if model not in _MODELS:

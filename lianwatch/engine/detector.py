@@ -143,6 +143,8 @@ class Detector(Generic[S]):
     name: ClassVar[str] = "detector"
     #: event streams this detector takes
     streams: ClassVar[tuple[str, ...]] = ()
+    #: the catalogue rules (``lianwatch.rules.RULES`` ids) this detector raises
+    rules: ClassVar[tuple[str, ...]] = ()
     #: which clock this detector's timers follow: "watermark" or "now"
     timer_clock: ClassVar[str] = "watermark"
     #: alert fields and evidence keys that say *when* an alert was judged (they follow
