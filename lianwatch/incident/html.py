@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 from lianwatch.incident.reconstruct import Reconstruction
+from lianwatch.incident.views import VIEWS
 from lianwatch.models.clock import DEFAULT_TZ, format_ts
 from lianwatch.models.geo import to_wgs84
 from lianwatch.models.parse import parse_event
@@ -146,6 +147,9 @@ def render_incident(rec: Reconstruction, history: list[dict[str, Any]] | None = 
     settings = "".join(f"<tr><th>{_E(k)}</th><td>{_E(_fmt(v))}</td></tr>"
                        for k, v in rec.rule_settings.items())
     notes = "".join(f"<p class='note'>{_E(n)}</p>" for n in rec.notes)
+    view = VIEWS.get(a.rule.split(".", 1)[0])
+    extra = "".join(f"<h2>{_E(title)}</h2>{body}"
+                    for title, body in (view.sections(rec, tz) if view and view.sections else ()))
     return f"""<!doctype html>
 <html lang="zh-CN"><head><meta charset="utf-8">
 <title>事件还原 {_E(a.alert_id)}</title>
@@ -172,6 +176,7 @@ code{{font-size:12px}}
 <div class="grid"><div>{_svg_map(rec, tz)}</div>
 <div><h2>证据 Evidence</h2><table class="kv" id="evidence">{ev_rows}</table></div></div>
 <h2>时间线 Timeline</h2>{_timeline(rec, tz)}
+{extra}
 {hist}
 <h2>依据 Basis of this reconstruction</h2>
 <table class="kv">

@@ -1,7 +1,7 @@
 """Rebuild one alert from the records it rests on, with the same detectors.
 
-Which records: the rule family decides, from what the detectors need to reach
-the same judgement (not only what a person wants to see):
+Which records: the rule family's view decides (:mod:`.views`), from what the
+detectors need to reach the same judgement (not only what a person wants to see):
 
 * fuel: the vehicle's pings and transactions from the track retention (48 h)
   before the first transaction of the alert — and at least 6 h before the
@@ -21,10 +21,12 @@ from typing import Any
 from lianwatch.detectors import default_detectors
 from lianwatch.engine import Engine
 from lianwatch.models.alert import Alert
-from lianwatch.models.clock import DEFAULT_TZ, parse_ts
+from lianwatch.models.clock import DEFAULT_TZ
 from lianwatch.models.parse import parse_event
 from lianwatch.models.content import settle_ties, sort_key
-from lianwatch.rules import RuleSet
+from lianwatch.rules import RULES, RuleSet
+
+from .views import view_of
 
 __all__ = ["reconstruct", "Reconstruction", "compare"]
 
@@ -54,49 +56,6 @@ class Reconstruction:
         return sum(len(v) for v in self.records.values())
 
 
-def _fuel_plan(alert: Alert, src: Any, rules: RuleSet):
-    vid = alert.subject_id
-    t_ev = parse_ts(alert.event_ts)
-    r = rules.fuel_for(alert.unit_id)
-    fills = src.records("fuel", vid, t_ev - 30 * DAY, t_ev + r.capacity_window_h * 3600 + DAY)
-    ids = set(alert.source_event_ids)
-    times = []
-    prev_t = None
-    for t, raw in fills:
-        ev, _ = parse_event("fuel", raw)
-        if ev is None:
-            continue
-        if ev["txn_id"] in ids:
-            times.append(t)
-    first = min(times) if times else t_ev
-    last = max(times) if times else t_ev
-    for t, raw in fills:
-        if t < first:
-            prev_t = t
-    start = first - r.track_retention_h * 3600
-    if prev_t is not None:
-        start = min(start, prev_t - 6 * 3600)
-    end = last + r.gap_window_min * 60 + 1
-    return {"gps": (vid, start, end), "fuel": (vid, start, end)}, None
-
-
-def _payment_plan(alert: Alert, src: Any, rules: RuleSet):
-    vid = alert.subject_id
-    t_ev = parse_ts(alert.event_ts)
-    pays = src.records("payments", vid, None, t_ev + 60 * DAY)
-    ids = set(alert.source_event_ids)
-    times = [t for t, raw in pays if (parse_event("payments", raw)[0] or {}).get("payment_id") in ids]
-    end = max(times) if times else t_ev
-    return {"payments": (vid, None, end)}, end
-
-
-def _project_plan(alert: Alert, src: Any, rules: RuleSet):
-    return {"progress": (alert.subject_id, None, None)}, parse_ts(alert.detected_at)
-
-
-_PLANS = {"fuel": _fuel_plan, "payment": _payment_plan, "project": _project_plan}
-
-
 def compare(stored: Alert, replayed: Alert | None) -> list[str]:
     """What differs between the stored alert and the one rebuilt (empty: the same)."""
     if replayed is None:
@@ -119,8 +78,7 @@ def compare(stored: Alert, replayed: Alert | None) -> list[str]:
 def reconstruct(alert: Alert, source: Any, rules: RuleSet | None = None, tz=DEFAULT_TZ
                 ) -> Reconstruction:
     rules = rules or RuleSet()
-    family = alert.rule.split(".", 1)[0]
-    plan, as_of = _PLANS[family](alert, source, rules)
+    plan, as_of = view_of(alert.rule).plan(alert, source, rules)
     ref = source.reference()
     records: dict[str, list[tuple[float, bytes]]] = {}
     events = []
@@ -150,8 +108,8 @@ def reconstruct(alert: Alert, source: Any, rules: RuleSet | None = None, tz=DEFA
         notes.append(f"detected_at differs (stored {alert.detected_at}, replayed "
                      f"{replayed.detected_at}): the stored run's clock moved with every "
                      "subject's events, the reconstruction's with this subject's only")
-    settings = {"fuel": rules.fuel_for(alert.unit_id), "payment": rules.payment_for(alert.village_id),
-                "project": rules.project_for(alert.village_id, alert.unit_id)}[family]
+    settings = rules.get(RULES[alert.rule]["family"], village_id=alert.village_id,
+                         unit_id=alert.unit_id)
     s = [x for x in starts if x is not None]
     e = [x for x in ends if x is not None]
     return Reconstruction(

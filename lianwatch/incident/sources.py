@@ -16,7 +16,7 @@ from lianwatch.models.clock import DEFAULT_TZ
 from lianwatch.models.parse import parse_event
 from lianwatch.reference import Reference
 from lianwatch.models.files import find_files, open_lines
-from lianwatch.models.streams import REFERENCE_KINDS, SPECS
+from lianwatch.models.streams import SPECS
 
 __all__ = ["ArchiveSource", "DirSource", "Records"]
 
