@@ -24,7 +24,7 @@ import orjson
 from lianwatch.sinks.base import StoreError
 from lianwatch.sinks.schema import Capabilities, Table
 
-__all__ = ["ChdbBackend", "tsv_payload", "current_path", "scratch_session"]
+__all__ = ["ChdbBackend", "tsv_payload", "current_path", "scratch_session", "close_sessions"]
 
 _SESSIONS: dict[str, Any] = {}
 _LOCK = threading.RLock()
@@ -56,6 +56,15 @@ def _session(path: str):
 
 
 _MEMORY = ":memory:"
+
+
+def close_sessions() -> None:
+    """Close this process's embedded server (a process that is done with its store, e.g.
+    the stream worker on its way out). Left to interpreter exit, chDB may tear down
+    its thread pools before its tables and crash (faults seen with chDB 4.4)."""
+    with _LOCK:
+        for path in list(_SESSIONS):
+            _SESSIONS.pop(path).close()
 
 
 def scratch_session():
