@@ -258,10 +258,13 @@ class Run:
         ensure_topics(BOOTSTRAP, self.topics)
         return publish_directory(d, self.topics, BOOTSTRAP, **kw)
 
-    def worker(self, name: str, *args: str, store: bool = True) -> subprocess.Popen:
-        env = dict(os.environ, LIANWATCH_DATA_DIR=str(self.tmp / f"data-{name}"),
-                   PYTHONUNBUFFERED="1")
-        env.pop("LIANWATCH_STORE", None)
+    def worker(self, name: str, *args: str, store: bool = True,
+               env: dict[str, str] | None = None) -> subprocess.Popen:
+        """A worker subprocess (``env``: settings on top of the embedded store's)."""
+        base = dict(os.environ, LIANWATCH_DATA_DIR=str(self.tmp / f"data-{name}"),
+                    PYTHONUNBUFFERED="1")
+        base.pop("LIANWATCH_STORE", None)
+        env = {**base, **(env or {})}
         cmd = [sys.executable, "-m", "lianwatch.cli", "worker", "--bootstrap", BOOTSTRAP,
                "--prefix", self.prefix, "--app-id", self.app_id, "--partitions",
                str(self.topics.partitions), "--session-timeout", "6", "--commit-interval", "0.5",
