@@ -31,6 +31,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .batch import InMsg
 from .bulk import BulkInput
 from .config import WorkerConfig
 from .faust_adapter import FaustGroup
@@ -44,7 +45,6 @@ from .sinks import WorkerSinks
 from .tables import TableBackend
 from .ticks import TICK_KEY, encode_tick
 from .topics import FAMILIES
-from .batch import InMsg
 from .worker_state import WorkerState
 
 __all__ = ["build_app", "StreamWorker", "FaustPublisher", "WorkerConfig"]

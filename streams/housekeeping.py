@@ -107,7 +107,7 @@ class Housekeeper:
             return
         if time.monotonic() - st.last_input <= self.idle_exit or st.unflushed():
             return
-        if self.sinks.writer is not None and self.sinks.writer.pending():
+        if self.sinks.store_pending():
             return  # rows still on their way to the store
         if self.at_end():
             st.stopping = True

@@ -182,6 +182,11 @@ class WorkerSinks:
         return self.notify_ex.submit(call) if self.notify_ex is not None else None
 
     # ------------------------------------------------------------ status, end
+    def store_pending(self) -> bool:
+        """Rows not yet in the store (in the writer's memory or on disk)."""
+        w = self.writer
+        return w is not None and bool(w.pending() or (w.spill is not None and w.spill.pending))
+
     def stats(self) -> dict[str, Any]:
         out: dict[str, Any] = dict(self.counts)
         w = self.writer

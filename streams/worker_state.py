@@ -97,7 +97,7 @@ def status(state: WorkerState, processors: Mapping[str, Any], rekeyer: Any, sink
             out[name + "_waiting"] = waiting
         if assigned is not None:
             out.setdefault("assigned", {})[name] = sorted(
-                pt for t, pt in assigned if t in p.topic_names)
+                {pt for t, pt in assigned if t in p.topic_names})
     out["rekey"] = dict(rekeyer.counts)
     out["ticks_ignored"] = sum(p.counts.get("ticks_ignored", 0) for p in processors.values()) \
         + rekeyer.counts.get("ticks_ignored", 0)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_streaming import BOOTSTRAP, Run, read_topic, run, small_county  # noqa: F401
+from tests.test_streaming import BOOTSTRAP, read_topic, run, small_county  # noqa: F401 - fixture
 
 ROOT = Path(__file__).resolve().parents[1]
 

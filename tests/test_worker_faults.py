@@ -22,8 +22,9 @@ from typing import Any
 
 import pytest
 
+from tests.test_server_sink import ch_env, server_store  # noqa: F401 - fixture
 from tests.test_streaming import (  # noqa: F401 - fixtures
-    BOOTSTRAP, Run, county, distinct_pings, expected, read_topic, run, status, topic_alerts,
+    BOOTSTRAP, county, distinct_pings, expected, read_topic, run, status, topic_alerts,
     wait_for,
 )
 
@@ -39,37 +40,21 @@ def _ch(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture
-def ch_server() -> dict[str, str]:
+def ch_server(ch_env) -> dict[str, str]:
+    """The test server's connection variables; it runs again after the test, whatever happened."""
+    yield ch_env
     if _ch("status", check=False).returncode != 0:
-        if os.environ.get("LIANWATCH_REQUIRE_SERVICES") == "1":
-            pytest.fail("the ClickHouse server is required (LIANWATCH_REQUIRE_SERVICES=1) but "
-                        "`scripts/clickhouse.sh status` says it is not running")
-        pytest.skip("ClickHouse server not running (scripts/clickhouse.sh start)")
-    env = {}
-    for line in _ch("env").stdout.splitlines():
-        k, _, v = line.partition("=")
-        env[k] = v
-    yield env
-    if _ch("status", check=False).returncode != 0:
-        _ch("start", check=False)  # the server runs again, whatever happened
-
-
-def _server_store(env: dict[str, str], database: str) -> Any:
-    from pydantic import SecretStr
-
-    from lianwatch.settings import ClickHouseSettings
-    from lianwatch.sinks.server import ServerBackend
-    from lianwatch.sinks.store import AlertStore
-
-    s = ClickHouseSettings(host=env["CH_HOST"], port=int(env["CH_TCP_PORT"]), user=env["CH_USER"],
-                           password=SecretStr(env["CH_PASSWORD"]), database=database,
-                           send_receive_timeout=10.0)
-    return AlertStore(ServerBackend(s, connect=False), database=database)
+        _ch("start", check=False)
 
 
 def _current(store: Any) -> tuple[dict[str, tuple[str, str, int]], int]:
     """The store's current alerts, and how many alert rows the current view holds."""
-    rows = store.query(f"SELECT alert_id, rule, level, version FROM {store.db}.alerts FINAL")
+    from lianwatch.errors import StoreError
+
+    try:
+        rows = store.query(f"SELECT alert_id, rule, level, version FROM {store.db}.alerts FINAL")
+    except StoreError:  # not created yet, or the server is starting
+        return {}, 0
     return ({r["alert_id"]: (r["rule"], r["level"], int(r["version"])) for r in rows}, len(rows))
 
 
@@ -86,7 +71,7 @@ def test_a_clickhouse_outage_does_not_stop_the_worker(run, county, expected, ch_
     env = {"LIANWATCH_STORE": "clickhouse", "LIANWATCH_CH_HOST": ch_server["CH_HOST"],
            "LIANWATCH_CH_PORT": ch_server["CH_TCP_PORT"], "LIANWATCH_CH_USER": ch_server["CH_USER"],
            "LIANWATCH_CH_PASSWORD": ch_server["CH_PASSWORD"], "LIANWATCH_CH_DATABASE": db}
-    store = _server_store(ch_server, db)
+    store = server_store(ch_server, db)
     ts = sorted(t for _, t in distinct_pings(county))
     mid = ts[len(ts) // 3]
     run.produce(county, as_of=mid, eod=False)  # the first third of the feed

@@ -156,7 +156,7 @@ def _open_store(args: argparse.Namespace, settings: Settings):
 
     store = open_store(settings)
     spill, lock = claim_spill_dir(Path(settings.data_dir) / "spill", f"worker-{args.app_id}")
-    return store, Writer(store, spill_dir=spill, max_delay=0.05), lock
+    return store, Writer(store, spill_dir=spill, max_delay=0.02), lock
 
 
 def _run_worker(cfg, follower, store, lock, loglevel: str) -> int:
