@@ -25,7 +25,8 @@ from contextlib import contextmanager
 
 from lianwatch.errors import BrokerError
 
-__all__ = ["broker_errors", "to_broker_error", "is_broker_error", "BrokerError"]
+__all__ = ["broker_errors", "to_broker_error", "is_broker_error", "already_exists",
+           "BrokerError"]
 
 
 def _client_errors() -> tuple[type[BaseException], ...]:
@@ -78,6 +79,11 @@ def to_broker_error(exc: BaseException, what: str) -> BrokerError:
 def is_broker_error(exc: BaseException) -> bool:
     """Whether ``exc`` is one the broker boundary converts."""
     return isinstance(exc, (BrokerError, *_errors()))
+
+
+def already_exists(err: BrokerError) -> bool:
+    """The broker refused to create a topic another client has just created."""
+    return type(err.__cause__).__name__ == "TopicAlreadyExistsError"
 
 
 @contextmanager

@@ -39,7 +39,7 @@ from typing import Any
 from lianwatch.errors import BrokerError, ConfigError
 from lianwatch.models.streams import REFERENCE_SPECS, SPECS
 
-from .kafka_errors import broker_errors
+from .kafka_errors import already_exists, broker_errors
 
 __all__ = [
     "Topics", "Family", "FAMILIES", "STREAM_FAMILY", "EVENT_STREAMS", "REFERENCE_KINDS",
@@ -216,7 +216,6 @@ def ensure_topics(bootstrap: str, topics: Topics, timeout_s: float = 30.0,
     """
     with broker_errors(f"setting up topics on {bootstrap}"):
         from kafka.admin import KafkaAdminClient, NewTopic
-        from kafka.errors import TopicAlreadyExistsError
 
         admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="lianwatch-admin",
                                  request_timeout_ms=int(timeout_s * 1000))
@@ -230,10 +229,13 @@ def ensure_topics(bootstrap: str, topics: Topics, timeout_s: float = 30.0,
             created: list[str] = []
             if missing:
                 try:
-                    admin.create_topics(missing, timeout_ms=int(timeout_s * 1000))
+                    with broker_errors("creating topics"):
+                        admin.create_topics(missing, timeout_ms=int(timeout_s * 1000))
                     created = [t.name for t in missing]
-                except TopicAlreadyExistsError:  # a concurrent worker created them
-                    pass
+                except BrokerError as exc:
+                    if not already_exists(exc):
+                        raise
+                    # a concurrent worker created them
                 _wait_leaders(admin, [t.name for t in missing], timeout_s)
             present = [n for n in specs if n in existing]
             if present:
