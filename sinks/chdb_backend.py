@@ -27,7 +27,7 @@ from lianwatch.sinks.schema import Capabilities, Table
 from lianwatch.sinks.sql import quote_ident
 
 __all__ = ["ChdbBackend", "tsv_payload", "current_path", "scratch_session", "close_session",
-           "chdb_errors", "error_code", "PERMANENT_CODES"]
+           "close_sessions", "chdb_errors", "error_code", "PERMANENT_CODES"]
 
 _SESSIONS: dict[str, Any] = {}
 _LOCK = threading.RLock()
@@ -59,6 +59,15 @@ def _session(path: str):
 
 
 _MEMORY = ":memory:"
+
+
+def close_sessions() -> None:
+    """Close this process's embedded server (a process that is done with its store, e.g.
+    the stream worker on its way out). Left to interpreter exit, chDB may tear down
+    its thread pools before its tables and crash (faults seen with chDB 4.4)."""
+    with _LOCK:
+        for path in list(_SESSIONS):
+            _SESSIONS.pop(path).close()
 
 
 def scratch_session(workdir: str | Path | None = None):

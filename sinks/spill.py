@@ -156,6 +156,10 @@ class SpillQueue:
     def pending(self) -> bool:
         return bool(self._segments)
 
+    def first_seq(self) -> int:
+        """The sequence number of the oldest row waiting on disk (call when pending)."""
+        return _seq_of(self._segments[0])
+
     def pending_rows(self) -> int | None:
         """Rows waiting on disk (None when segments of an earlier run are not counted yet)."""
         total = 0
@@ -209,14 +213,18 @@ class SpillQueue:
             self._tail = None
             self._tail_path = None
 
-    def write_run(self, first_seq: int, records: list[tuple[str, tuple]]) -> Path:
-        """A sealed segment of rows that come before any later segment (shutdown persist)."""
+    def write_run(self, first_seq: int, records: list[tuple[str, tuple]],
+                  sync: bool = True) -> Path:
+        """A sealed segment of rows that come before any later segment (a persist of
+        what memory held). ``sync``: fsync it (a machine crash; a process crash
+        loses nothing written)."""
         p = self.dir / f"seg-{first_seq:020d}.lws"
         tmp = p.with_suffix(".lws.tmp")
         with open(tmp, "wb") as f:
             f.write(b"".join(encode_record(t, r) for t, r in records))
             f.flush()
-            os.fsync(f.fileno())
+            if sync:
+                os.fsync(f.fileno())
         os.replace(tmp, p)
         self._segments.append(p)
         self._segments.sort(key=_seq_of)

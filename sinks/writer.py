@@ -179,6 +179,11 @@ class Writer:
     def _healthy(self) -> bool:
         return self._failures == 0
 
+    @property
+    def failing(self) -> bool:
+        """The last send failed (the writer retries with backoff, and spills)."""
+        return self._failures > 0
+
     # ------------------------------------------------------------------ sending
     def pending(self) -> int:
         """Rows not yet in the store (in memory + on disk, when known)."""
@@ -415,23 +420,8 @@ class Writer:
             self._thread.join()
             self._thread = None
         with self._cond:
-            # rows read back from disk are still on disk; fresh ones are persisted as runs
-            # of consecutive sequence numbers, each a segment named by its first: it sorts
-            # between the segments it came between
-            left = 0
-            runs: list[list[_Chunk]] = []
-            for ch in self._mem:
-                if ch[3] is not None:
-                    continue
-                if runs and runs[-1][-1][0] + len(runs[-1][-1][2]) == ch[0]:
-                    runs[-1].append(ch)
-                else:
-                    runs.append([ch])
-                left += len(ch[2])
+            left = self._persist_fresh(sync=True)
             if left and self.spill is not None:
-                for run in runs:
-                    self.spill.write_run(run[0][0], [(ch[1], r) for ch in run for r in ch[2]])
-                self.stats["rows_spilled"] += left
                 log.warning("store writer closed with %d rows unsent: kept in %s", left,
                             self.spill.dir)
             elif left:
@@ -442,6 +432,98 @@ class Writer:
             if self.spill is not None:
                 self.spill.close()
         return ok and not left and not (self.spill and self.spill.pending)
+
+    def _persist_fresh(self, sync: bool) -> int:
+        """Write the rows only memory holds to disk (under the lock); return how many.
+
+        Rows read back from disk are still on disk; fresh ones are persisted as runs
+        of consecutive sequence numbers, each a segment named by its first: it sorts
+        between the segments it came between. The chunks stay in memory (the caller
+        drops them). Without a spill directory nothing is written.
+        """
+        left = 0
+        runs: list[list[_Chunk]] = []
+        for ch in self._mem:
+            if ch[3] is not None:
+                continue
+            if runs and runs[-1][-1][0] + len(runs[-1][-1][2]) == ch[0]:
+                runs[-1].append(ch)
+            else:
+                runs.append([ch])
+            left += len(ch[2])
+        if left and self.spill is not None:
+            for run in runs:
+                self.spill.write_run(run[0][0], [(ch[1], r) for ch in run for r in ch[2]],
+                                     sync=sync)
+            self.stats["rows_spilled"] += left
+        return left
+
+    # ------------------------------------------------------------------ durability
+    def persist(self, timeout: float = 1.0) -> bool:
+        """Make every row put so far durable: accepted by the store, or on disk.
+
+        Sends at once (no ``max_delay``) and waits up to ``timeout`` seconds while
+        the store keeps up. Whatever only memory holds after that — the store is
+        down, refusing or slower than ``timeout`` — is written to the spill
+        directory, read back and sent once the store takes it again. Returns True
+        when every row reached the store. The stream worker calls this before it
+        acknowledges the input the rows came from.
+
+        Rows spilled here may reach the store after newer rows read back from disk
+        earlier; every table folds repeated rows (alert versions, archive keys), so
+        the order across a persist does not change what the store shows.
+        """
+        with self._cond:
+            target = self._seq
+            if self._durable(target, sent=True):
+                return True
+        if self._healthy() and self._wait_sent(target, timeout):
+            return True
+        if self.spill is None:
+            return False
+        with self._send_lock:  # no batch in flight: its rows are still at the head
+            with self._cond:
+                n = self._persist_fresh(sync=self.cfg.fsync)
+                if n:
+                    self._mem = deque(ch for ch in self._mem if ch[3] is not None)
+                    self._nrows -= n
+                    log.info("store not keeping up (%s): %d rows written to %s",
+                             self.last_error or "slow", n, self.spill.dir)
+                self._cond.notify_all()
+        return False
+
+    def _durable(self, target: int, sent: bool = False) -> bool:
+        """No row below sequence ``target`` is only in memory (``sent``: nor on disk)."""
+        for ch in self._mem:
+            if ch[0] < target and (sent or ch[3] is None):
+                return False
+        return not (sent and self.spill is not None and self.spill.pending
+                    and self.spill.first_seq() < target)
+
+    def _wait_sent(self, target: int, timeout: float) -> bool:
+        """Send until no row below ``target`` waits in memory; False on a failure or timeout."""
+        failures = self.stats["send_failures"]
+        if self._thread is None:
+            while not self._durable(target):
+                if self.clock() < self._retry_at:
+                    return False
+                self._send_batch(force=True)
+                if self.stats["send_failures"] != failures:
+                    return False
+            return True
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            self._forcing += 1
+            self._cond.notify_all()
+            try:
+                while not self._durable(target):
+                    left = deadline - time.monotonic()
+                    if left <= 0 or self.stats["send_failures"] != failures or self._stop:
+                        return False
+                    self._cond.wait(min(left, 0.05))
+                return True
+            finally:
+                self._forcing -= 1
 
     def __enter__(self) -> "Writer":
         return self

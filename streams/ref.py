@@ -14,19 +14,23 @@ does not know yet (reference records published just before the events).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import queue
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
+from lianwatch.errors import BrokerError
 from lianwatch.models.parse import parse_reference
 from lianwatch.reference import Reference
 
+from .kafka_errors import broker_errors
 from .topics import Topics
 
-__all__ = ["RefFollower"]
+__all__ = ["RefFollower", "FollowerSync"]
 
 log = logging.getLogger("lianwatch.streams.ref")
 
@@ -63,7 +67,7 @@ class RefFollower:
             deadline = time.monotonic() + 10
             while not parts and time.monotonic() < deadline:
                 time.sleep(0.2)
-                c._client.cluster.request_update()  # noqa: SLF001
+                c.topics()  # a metadata request: the topic may be new
                 parts = c.partitions_for_topic(t)
             for p in sorted(parts or ()):
                 tps.append(TopicPartition(t, p))
@@ -73,16 +77,19 @@ class RefFollower:
         return c
 
     def bootstrap(self, timeout_s: float = 60.0) -> Reference:
-        """Read every ref topic to its current end; apply it. Call before processing."""
-        self._consumer = self._open()
-        self._catch_up(timeout_s)
+        """Read every ref topic to its current end; apply it. Call before processing.
+        A broker that cannot be reached raises :class:`~lianwatch.errors.BrokerError`."""
+        with broker_errors(f"reading the reference topics from {self.servers}"):
+            self._consumer = self._open()
+            self._catch_up(timeout_s)
         self.apply_pending()
         return self.ref
 
     def start(self) -> None:
         """Follow the ref topics in a background thread."""
         if self._consumer is None:
-            self._consumer = self._open()
+            with broker_errors(f"reading the reference topics from {self.servers}"):
+                self._consumer = self._open()
         self._thread = threading.Thread(target=self._run, name="lianwatch-ref", daemon=True)
         self._thread.start()
 
@@ -123,12 +130,12 @@ class RefFollower:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                with self._lock:
+                with self._lock, broker_errors("following the reference topics"):
                     if self._consumer is None:
                         return
                     self._poll_once(200)
-            except Exception as exc:  # keep following; the broker may come back
-                log.warning("reference topics: %r", exc)
+            except BrokerError as exc:  # keep following; the broker may come back
+                log.warning("%s", exc)
                 time.sleep(1.0)
             time.sleep(0.01)
 
@@ -143,7 +150,12 @@ class RefFollower:
         self._last_sync = now
         if self._consumer is None:
             return False
-        return self._catch_up(timeout_s)
+        try:
+            with broker_errors("catching up with the reference topics"):
+                return self._catch_up(timeout_s)
+        except BrokerError as exc:  # the background thread keeps following
+            log.warning("%s", exc)
+            return False
 
     # ------------------------------------------------------------------ applying
     def apply_pending(self) -> set[str]:
@@ -175,3 +187,24 @@ class RefFollower:
     def _delete(self, kind: str, key: bytes | None) -> None:
         if key is not None:
             self.ref.remove(kind, key.decode("utf-8", "replace"))
+
+
+class FollowerSync:
+    """A :class:`RefFollower` as the batch runner's reference sync.
+
+    :meth:`apply` applies what the follower received (between batches) and
+    tells ``on_change`` (the processors re-index their subjects);
+    :meth:`sync` catches up with the topics now, off the event loop.
+    """
+
+    def __init__(self, follower: RefFollower, on_change: Callable[[], None]) -> None:
+        self.follower = follower
+        self.on_change = on_change
+
+    def apply(self) -> None:
+        if self.follower.apply_pending():
+            self.on_change()
+
+    async def sync(self) -> None:
+        if await asyncio.get_running_loop().run_in_executor(None, self.follower.sync):
+            self.apply()

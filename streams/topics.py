@@ -1,4 +1,4 @@
-"""Topic names, partitioning, tick records and topic creation for the live pipeline.
+"""Topic names, subject families, partitioning and topic creation for the live pipeline.
 
 Topics (names are ``prefix + name``, prefix ``lw.`` by default, CONTRACT §2)::
 
@@ -8,49 +8,43 @@ Topics (names are ``prefix + name``, prefix ``lw.`` by default, CONTRACT §2)::
     alerts                                alerts, keyed by alert_id
     deadletter                            unreadable / set-aside records
 
+Every per-stream fact (the topic suffix, the field a topic is keyed by) comes
+from :data:`lianwatch.models.streams.SPECS`; which streams the worker runs,
+and how, is the one table :data:`FAMILIES`: a family is the set of streams
+one engine takes (co-partitioned topics, keyed by the same subject), the
+reference kinds they need, and the streams re-keyed before the engine (a fuel
+transaction may name only its card: it is re-keyed by vehicle through the
+card table into ``fuel.by-vehicle``). Adding a family is one entry there.
+
 Keys: gps by ``vehicle_id``; fuel by ``vehicle_id`` (``card_id`` when the
-record has none; the worker re-keys it through the card → vehicle table);
-payments by ``village_id``; progress by ``project_id``. Partitions are chosen
-with Kafka's default partitioner (murmur2 of the key), so any client that
-keys records this way lands them where the worker expects.
-
-Tick records share the input topics. Each is a JSON object whose first key is
-the reserved marker ``__lw_tick__``::
-
-    {"__lw_tick__": 1, "kind": "wm",   "wm": 1772409600.0, "id": "…"}   # producer progress
-    {"__lw_tick__": 1, "kind": "eod",  "as_of": 1772409600.0, "id": "…"}  # end of data
-    {"__lw_tick__": 1, "kind": "wall", "now": 1772409600.0, "id": "…"}  # wall clock
-    {"__lw_tick__": 1, "kind": "flush", "id": "…"}  # a worker wakes itself to persist
+record has none: ``rekeyed``); payments by ``village_id``; progress by ``project_id``.
+Partitions are chosen with Kafka's default partitioner (murmur2 of the key),
+so any client that keys records this way lands them where the worker expects.
 
 >>> partition_for("V0007", 4) == partition_for(b"V0007", 4)
 True
->>> is_tick(encode_tick("wm", wm=1.0)), is_tick(b'{"vehicle_id": "V1"}')
-(True, False)
->>> decode_tick(encode_tick("eod", as_of=5.0, id="x"))["as_of"]
-5.0
+>>> FAMILIES["vehicles"].inputs, FAMILIES["payments"].key_field
+(('gps', 'fuel.by-vehicle'), 'village_id')
+>>> sorted(Topics().ref_topics.values())[:2]
+['lw.ref.officials', 'lw.ref.projects']
 """
 
 from __future__ import annotations
 
-import uuid
-from functools import lru_cache
+import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
-import orjson
+from lianwatch.errors import BrokerError, ConfigError
+from lianwatch.models.streams import REFERENCE_SPECS, SPECS
+
+from .kafka_errors import already_exists, broker_errors
 
 __all__ = [
-    "Topics", "Family", "FAMILIES", "partition_for", "is_tick", "encode_tick", "decode_tick",
-    "TICK_MARKER", "ensure_topics", "changelog_specs", "REF_ID_FIELD", "EVENT_KEY_FIELD",
+    "Topics", "Family", "FAMILIES", "STREAM_FAMILY", "EVENT_STREAMS", "REFERENCE_KINDS",
+    "partition_for", "ensure_topics", "changelog_specs", "topic_key",
 ]
-
-TICK_MARKER = b'{"__lw_tick__"'
-#: the field each reference kind is keyed by on its compacted topic
-REF_ID_FIELD = {"vehicles": "vehicle_id", "villages": "village_id",
-                "officials": "person_id", "projects": "project_id"}
-#: the field each event stream is keyed by
-EVENT_KEY_FIELD = {"gps": "vehicle_id", "fuel": "vehicle_id", "payments": "village_id",
-                   "progress": "project_id"}
 
 
 def _murmur2(data: bytes) -> int:
@@ -66,45 +60,70 @@ def partition_for(key: str | bytes, partitions: int) -> int:
     return (_murmur2(b) & 0x7FFFFFFF) % partitions
 
 
-def is_tick(raw: bytes | None) -> bool:
-    return raw is not None and raw[:14] == TICK_MARKER
-
-
-def encode_tick(kind: str, **fields: Any) -> bytes:
-    rec: dict[str, Any] = {"__lw_tick__": 1, "kind": kind}
-    rec.update(fields)
-    rec.setdefault("id", uuid.uuid4().hex[:16])
-    return orjson.dumps(rec)
-
-
-def decode_tick(raw: bytes) -> dict[str, Any] | None:
-    try:
-        rec = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(rec, dict) or rec.get("kind") not in ("wm", "eod", "wall", "flush"):
-        return None
-    return rec
-
-
 @dataclass(frozen=True)
 class Family:
-    """One subject family: its engine consumes these (co-partitioned) topics."""
+    """One subject family: the streams its engine consumes (co-partitioned topics)."""
 
     name: str
-    #: event streams the family's engine takes
+    #: event streams the family's engine takes (each keyed by the same subject field)
     streams: tuple[str, ...]
-    #: logical input topics consumed by the family's engine (not the raw fuel topic)
-    inputs: tuple[str, ...]
+    #: the reference kind the family's subjects are (a key the reference does not know
+    #: makes the worker catch up with the reference topics first)
+    subject: str
+    #: reference kinds its detectors need (the worker follows their compacted topics)
+    reference: tuple[str, ...]
+    #: streams whose records may lack the key: re-keyed into ``<stream>.by-<subject>``
+    #: through the reference; each with the field such a record is keyed by instead
+    rekeyed: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def key_field(self) -> str:
+        return SPECS[self.streams[0]].key_field
+
+    def input_of(self, stream: str) -> str:
+        """The logical topic the engine reads a stream from."""
+        if stream in self.rekeyed:
+            return f"{SPECS[stream].topic}.by-{self.key_field.removesuffix('_id')}"
+        return SPECS[stream].topic
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """Logical input topics of the family's engine (the re-keyed ones, not the raw)."""
+        return tuple(self.input_of(s) for s in self.streams)
 
 
-FAMILIES: dict[str, Family] = {
-    "vehicles": Family("vehicles", ("gps", "fuel"), ("gps", "fuel.by-vehicle")),
-    "payments": Family("payments", ("payments",), ("payments",)),
-    "projects": Family("projects", ("progress",), ("progress",)),
-}
+def _families(*fams: Family) -> dict[str, Family]:
+    for f in fams:
+        keys = {SPECS[s].key_field for s in f.streams}
+        if len(keys) != 1:
+            raise ValueError(f"family {f.name}: its streams are keyed by {sorted(keys)}")
+    return {f.name: f for f in fams}
+
+
+#: the streams the worker runs: one entry per engine family
+FAMILIES: dict[str, Family] = _families(
+    Family("vehicles", ("gps", "fuel"), subject="vehicles", reference=("vehicles",),
+           rekeyed={"fuel": "card_id"}),
+    Family("payments", ("payments",), subject="villages", reference=("villages", "officials")),
+    Family("projects", ("progress",), subject="projects", reference=("projects",)),
+)
 #: event stream → family
-STREAM_FAMILY = {s: f.name for f in FAMILIES.values() for s in f.streams}
+STREAM_FAMILY: dict[str, str] = {s: f.name for f in FAMILIES.values() for s in f.streams}
+#: the event streams on Kafka, in the contract's order
+EVENT_STREAMS: tuple[str, ...] = tuple(s for s in SPECS if s in STREAM_FAMILY)
+#: the reference kinds on Kafka (compacted topics), in the contract's order
+REFERENCE_KINDS: tuple[str, ...] = tuple(
+    s.name for s in REFERENCE_SPECS if any(s.name in f.reference for f in FAMILIES.values()))
+
+
+def topic_key(stream: str, rec: dict[str, Any]) -> str:
+    """The key a record of ``stream`` is published with (the family's subject field, or
+    for a re-keyed stream's record without it, its fallback field)."""
+    fam = FAMILIES[STREAM_FAMILY[stream]]
+    key = rec.get(fam.key_field)
+    if not key and stream in fam.rekeyed:
+        key = rec.get(fam.rekeyed[stream])
+    return str(key) if key else ""
 
 
 @dataclass
@@ -115,8 +134,8 @@ class Topics:
     partitions: int = 4
     #: per-family partition counts (default: ``partitions``)
     family_partitions: dict[str, int] = field(default_factory=dict)
-    #: the worker group the internal topic belongs to (two groups on one prefix
-    #: must not share it: each re-keys every transaction)
+    #: the worker group the internal topics belong to (two groups on one prefix
+    #: must not share them: each re-keys every transaction)
     app_id: str = "lianwatch"
     ref_partitions: int = 1
     out_partitions: int = 0  # alerts/deadletter; 0: same as ``partitions``
@@ -134,17 +153,28 @@ class Topics:
 
     @property
     def event_topics(self) -> dict[str, str]:
-        return {s: self.name(s) for s in ("gps", "fuel", "payments", "progress")}
+        return {s: self.name(SPECS[s].topic) for s in EVENT_STREAMS}
 
     @property
     def ref_topics(self) -> dict[str, str]:
-        return {k: self.name(f"ref.{k}") for k in REF_ID_FIELD}
+        return {k: self.name(SPECS[k].topic) for k in REFERENCE_KINDS}
+
+    def rekeyed_topic(self, stream: str) -> str:
+        """The internal re-keyed topic of a stream (another app id than the default:
+        ``….<app_id>``)."""
+        base = self.name(FAMILIES[STREAM_FAMILY[stream]].input_of(stream))
+        return base if self.app_id == "lianwatch" else f"{base}.{self.app_id}"
 
     @property
     def fuel_by_vehicle(self) -> str:
-        """``lw.fuel.by-vehicle`` (another app id than the default: ``….<app_id>``)."""
-        base = self.name("fuel.by-vehicle")
-        return base if self.app_id == "lianwatch" else f"{base}.{self.app_id}"
+        """``lw.fuel.by-vehicle``."""
+        return self.rekeyed_topic("fuel")
+
+    def input_topic(self, family: str, stream: str) -> str:
+        """The concrete topic a family's engine reads a stream from."""
+        fam = FAMILIES[family]
+        return self.rekeyed_topic(stream) if stream in fam.rekeyed else self.name(
+            fam.input_of(stream))
 
     @property
     def alerts(self) -> str:
@@ -160,7 +190,9 @@ class Topics:
         specs: dict[str, tuple[int, dict[str, str]]] = {}
         for s, t in self.event_topics.items():
             specs[t] = (self.stream_n(s), {})
-        specs[self.fuel_by_vehicle] = (self.family_n("vehicles"), {})
+        for fam in FAMILIES.values():
+            for s in fam.rekeyed:
+                specs[self.rekeyed_topic(s)] = (self.family_n(fam.name), {})
         for t in self.ref_topics.values():
             specs[t] = (self.ref_partitions, {"cleanup.policy": "compact"})
         specs[self.alerts] = (out_n, {})
@@ -179,51 +211,59 @@ def ensure_topics(bootstrap: str, topics: Topics, timeout_s: float = 30.0,
     """Create the missing topics (admin client); return the names created.
 
     Existing topics are left alone, but a partition count that differs from
-    the configured one is an error: co-partitioning depends on it.
+    the configured one is an error: co-partitioning depends on it. Broker
+    errors leave as :class:`~lianwatch.errors.BrokerError`.
     """
-    from kafka.admin import KafkaAdminClient, NewTopic
-    from kafka.errors import TopicAlreadyExistsError
+    with broker_errors(f"setting up topics on {bootstrap}"):
+        from kafka.admin import KafkaAdminClient, NewTopic
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="lianwatch-admin",
-                             request_timeout_ms=int(timeout_s * 1000))
-    try:
-        specs = topics.specs()
-        specs.update(extra or {})
-        existing = set(admin.list_topics())
-        missing = [NewTopic(name=n, num_partitions=p, replication_factor=topics.replication,
-                            topic_configs=cfg)
-                   for n, (p, cfg) in specs.items() if n not in existing]
-        created: list[str] = []
-        if missing:
-            try:
-                admin.create_topics(missing, timeout_ms=int(timeout_s * 1000))
-                created = [t.name for t in missing]
-            except TopicAlreadyExistsError:  # a concurrent worker created them
-                pass
-            _wait_leaders(admin, [t.name for t in missing], timeout_s)
-        present = [n for n in specs if n in existing]
-        if present:
-            for desc in admin.describe_topics(present):
-                name = desc.get("name") or desc.get("topic")
-                n = len(desc.get("partitions") or [])
-                want = specs[name][0]
-                if n and n != want:
-                    raise ValueError(f"topic {name} has {n} partitions, configured {want}: "
-                                     "co-partitioned topics must have the configured count")
-        return created
-    finally:
-        admin.close()
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="lianwatch-admin",
+                                 request_timeout_ms=int(timeout_s * 1000))
+        try:
+            specs = topics.specs()
+            specs.update(extra or {})
+            existing = set(admin.list_topics())
+            missing = [NewTopic(name=n, num_partitions=p, replication_factor=topics.replication,
+                                topic_configs=cfg)
+                       for n, (p, cfg) in specs.items() if n not in existing]
+            created: list[str] = []
+            if missing:
+                try:
+                    with broker_errors("creating topics"):
+                        admin.create_topics(missing, timeout_ms=int(timeout_s * 1000))
+                    created = [t.name for t in missing]
+                except BrokerError as exc:
+                    if not already_exists(exc):
+                        raise
+                    # a concurrent worker created them
+                _wait_leaders(admin, [t.name for t in missing], timeout_s)
+            present = [n for n in specs if n in existing]
+            if present:
+                _check_partitions(admin, present, specs)
+            return created
+        finally:
+            admin.close()
+
+
+def _check_partitions(admin: Any, names: list[str],
+                      specs: dict[str, tuple[int, dict[str, str]]]) -> None:
+    for desc in admin.describe_topics(names):
+        name = desc.get("name") or desc.get("topic")
+        n = len(desc.get("partitions") or [])
+        want = specs[name][0]
+        if n and n != want:
+            raise ConfigError(f"topic {name} has {n} partitions, configured {want}: "
+                             "co-partitioned topics must have the configured count")
 
 
 def _wait_leaders(admin: Any, names: list[str], timeout_s: float) -> None:
     """New topics: wait until every partition has a leader (no NotLeader retries later)."""
-    import time
-
     deadline = time.monotonic() + min(timeout_s, 15.0)
     while time.monotonic() < deadline:
         try:
-            descs = admin.describe_topics(names)
-        except Exception:  # noqa: BLE001 - not visible yet
+            with broker_errors("describing new topics"):
+                descs = admin.describe_topics(names)
+        except BrokerError:  # not visible yet
             descs = []
         ok = len(descs) == len(names) and all(
             d.get("partitions") and all(p.get("leader_id", p.get("leader", -1)) not in (-1, None)
@@ -232,24 +272,3 @@ def _wait_leaders(admin: Any, names: list[str], timeout_s: float) -> None:
             return
         time.sleep(0.1)
 
-
-def wait_topics(bootstrap: str, names: list[str], timeout_s: float = 30.0) -> None:
-    """Wait until the broker's metadata lists every topic in ``names`` with leaders."""
-    import time
-
-    from kafka import KafkaConsumer
-
-    c = KafkaConsumer(bootstrap_servers=bootstrap, client_id="lianwatch-wait")
-    try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            have = c.topics()
-            missing = [n for n in names if n not in have or not c.partitions_for_topic(n)]
-            if not missing:
-                return
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"topics not ready: {', '.join(missing)}")
-            time.sleep(0.2)
-            c._client.cluster.request_update()  # noqa: SLF001 - refresh metadata
-    finally:
-        c.close()

@@ -54,8 +54,8 @@ def plan_messages(d: Path, topics: Any, parts: list[dict[str, Any]] | None = Non
     (``parts``: publish the directory in pieces, e.g. ``[{"as_of": t}, {"after": t}]``)."""
     from lianwatch.models.parse import parse_reference
     from lianwatch.reference import Reference
-    from lianwatch.streams.producer import plan_directory
-    from lianwatch.streams.runtime import InMsg
+    from lianwatch.streams.batch import InMsg
+    from lianwatch.streams.plan import plan_directory
 
     tps: dict[tuple[str, int], list] = defaultdict(list)
     ref = Reference()
@@ -77,9 +77,10 @@ def run_offline(d: Path, seed: int, restart_every: int | None = None,
     the processor and resume from the acked offsets with the persisted state."""
     from lianwatch.detectors import default_detectors
     from lianwatch.rules import RuleSet
-    from lianwatch.streams.runtime import (
-        BatchOutput, DictBackend, FamilyProcessor, FuelRekeyer, InMsg,
-    )
+    from lianwatch.streams.batch import BatchOutput, InMsg
+    from lianwatch.streams.family import FamilyProcessor
+    from lianwatch.streams.rekey import FuelRekeyer
+    from lianwatch.streams.state import DictBackend
     from lianwatch.streams.topics import FAMILIES, Topics
 
     rnd = random.Random(seed)
@@ -190,8 +191,11 @@ def test_wall_clock_ticks_drive_time_based_rules():
     from lianwatch.models.parse import parse_reference
     from lianwatch.reference import Reference
     from lianwatch.rules import RuleSet
-    from lianwatch.streams.runtime import DictBackend, FamilyProcessor, InMsg
-    from lianwatch.streams.topics import Topics, encode_tick, partition_for
+    from lianwatch.streams.batch import InMsg
+    from lianwatch.streams.family import FamilyProcessor
+    from lianwatch.streams.state import DictBackend
+    from lianwatch.streams.ticks import encode_tick
+    from lianwatch.streams.topics import Topics, partition_for
 
     ref = Reference()
     ref.add("projects", parse_reference("projects", {
@@ -215,8 +219,41 @@ def test_wall_clock_ticks_drive_time_based_rules():
     assert [m.offset for m in acks] == [2]
 
 
+def test_records_outside_the_time_window_are_dead_letters_and_move_no_clock():
+    """Issue 13 fault 1 on the worker: a payment at 9999-12-31 (and one before 2000) is set
+    aside with the reason; the partition's clock stays where the good records put it."""
+    from lianwatch.detectors import default_detectors
+    from lianwatch.models.clock import parse_ts
+    from lianwatch.reference import Reference
+    from lianwatch.rules import RuleSet
+    from lianwatch.streams.batch import InMsg
+    from lianwatch.streams.family import FamilyProcessor, live_window
+    from lianwatch.streams.state import DictBackend
+    from lianwatch.streams.topics import Topics, partition_for
+
+    topics = Topics(prefix="w.", partitions=4)
+    now = parse_ts("2026-03-10 12:00:00")
+    proc = FamilyProcessor("payments", topics, rules=RuleSet(), ref=Reference(),
+                           backend=DictBackend(), make_detectors=default_detectors,
+                           time_window=live_window(clock=lambda: now))
+    p = partition_for("VL1", 4)
+
+    def pay(off: int, ts: str) -> InMsg:
+        raw = json.dumps({"payment_id": f"P{off}", "village_id": "VL1", "ts": ts,
+                          "amount_yuan": 6000.0, "channel": "cash", "payee_id": "X"}).encode()
+        return InMsg("w.payments", p, off, b"VL1", raw)
+
+    out, _ = proc.run_batch([pay(0, "2026-03-09T10:00:00+08:00"), pay(1, "9999-12-31T20:00:00-05:00"),
+                             pay(2, "1999-12-31T23:00:00+08:00"), pay(3, "2026-03-11T13:00:00+08:00")])
+    reasons = sorted(d.reason for d in out.deadletters)
+    assert len(reasons) == 3 and all("accepted time" in r for r in reasons), reasons
+    rt = proc.runtimes[p]
+    assert rt.engine.max_t <= parse_ts("2026-03-10 12:00:00") + 86400
+
+
 def test_ticks_and_partitions():
-    from lianwatch.streams.topics import Topics, decode_tick, encode_tick, is_tick, partition_for
+    from lianwatch.streams.ticks import decode_tick, encode_tick, is_tick
+    from lianwatch.streams.topics import Topics, partition_for
 
     assert partition_for("V0007", 4) == partition_for(b"V0007", 4)
     assert is_tick(encode_tick("eod", as_of=1.0)) and not is_tick(b'{"ts": 1}')
@@ -253,10 +290,13 @@ class Run:
         ensure_topics(BOOTSTRAP, self.topics)
         return publish_directory(d, self.topics, BOOTSTRAP, **kw)
 
-    def worker(self, name: str, *args: str, store: bool = True) -> subprocess.Popen:
-        env = dict(os.environ, LIANWATCH_DATA_DIR=str(self.tmp / f"data-{name}"),
-                   PYTHONUNBUFFERED="1")
-        env.pop("LIANWATCH_STORE", None)
+    def worker(self, name: str, *args: str, store: bool = True,
+               env: dict[str, str] | None = None) -> subprocess.Popen:
+        """A worker subprocess (``env``: settings on top of the embedded store's)."""
+        base = dict(os.environ, LIANWATCH_DATA_DIR=str(self.tmp / f"data-{name}"),
+                    PYTHONUNBUFFERED="1")
+        base.pop("LIANWATCH_STORE", None)
+        env = {**base, **(env or {})}
         cmd = [sys.executable, "-m", "lianwatch.cli", "worker", "--bootstrap", BOOTSTRAP,
                "--prefix", self.prefix, "--app-id", self.app_id, "--partitions",
                str(self.topics.partitions), "--session-timeout", "6", "--commit-interval", "0.5",
@@ -486,7 +526,8 @@ def test_two_workers_split_and_hand_over(run, expected, county):
 # 4 ------------------------------------------------------------- bad records
 @pytest.mark.kafka
 def test_bad_records_go_to_the_dead_letter_and_the_worker_goes_on(run, tmp_path):
-    from lianwatch.streams.producer import KafkaPublisher, Planned
+    from lianwatch.streams.plan import Planned
+    from lianwatch.streams.publisher import KafkaPublisher
     from lianwatch.streams.topics import partition_for
 
     d = small_county(tmp_path / "tiny", vehicles=3, villages=3, projects=4, days=2,
@@ -536,7 +577,7 @@ def test_bad_records_go_to_the_dead_letter_and_the_worker_goes_on(run, tmp_path)
             kp.close()
         pub.send(Planned("event", ev["payments"], partition_for(b"VL001", t.stream_n("payments")),
                          b"VL001", good))
-        from lianwatch.streams.producer import ticks
+        from lianwatch.streams.plan import ticks
 
         for tk in ticks(t, "eod", as_of=1772589600.0, id="bad-eod"):
             pub.send(tk)
@@ -559,38 +600,3 @@ def test_bad_records_go_to_the_dead_letter_and_the_worker_goes_on(run, tmp_path)
     assert any(r == "payment.cash" for r, _, _ in got.values())
     store = store_contents(run.tmp / "data-a")
     assert len(store["dead"]) >= len(bad)
-
-
-# ---------------------------------------------------------------------- notifier wiring
-def test_worker_sinks_hand_stored_alerts_to_the_notifier_and_survive_its_failure():
-    """A live (--clock wall) worker notifies its own alerts once they are stored; a
-    notifier error is logged and never stops detection."""
-    from lianwatch.models.alert import Alert
-    from lianwatch.sinks.base import ListSink
-    from lianwatch.streams.app import Sinks, WorkerConfig
-
-    class Store(ListSink):
-        def write_deadletters(self, items):
-            self.dead = list(items)
-
-    class Notifier:
-        def __init__(self, fail=False):
-            self.calls, self.fail = [], fail
-
-        def on_alerts(self, alerts, now):
-            if self.fail:
-                raise RuntimeError("carrier down")
-            self.calls.append(([a.alert_id for a in alerts], now))
-
-    a = Alert(alert_id="a1", rule="payment.cash", level="yellow", subject_type="village",
-              subject_id="VL1", event_ts="2026-03-05T10:11:00+08:00",
-              detected_at="2026-03-05T10:11:00+08:00", title="现金", source_event_ids=["P1"])
-    for fail in (False, True):
-        store, notifier = Store(), Notifier(fail)
-        sinks = Sinks(WorkerConfig(store=store, notifier=notifier), None, None, None)
-        try:
-            sinks._store_write([a], [])
-        finally:
-            sinks.close()
-        assert list(store.current) == ["a1"]  # stored either way
-        assert notifier.calls == ([] if fail else [(["a1"], notifier.calls[0][1])])

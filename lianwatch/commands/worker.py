@@ -13,6 +13,11 @@ tables while the assigned input partitions are fetched in bulk; ``--input
 stream`` reads them through Faust agents message by message (simpler, ~6×
 slower). ``--status-file`` keeps a JSON file with the assignment, counters and
 what waits for which input, for health checks.
+
+The alert store is written through a retrying writer: while ClickHouse is
+away the worker goes on consuming, keeps alerts, dead letters and archive
+rows on disk (``DATA_DIR/spill/worker-<app id>``) and sends them when it is
+back; a stopped worker leaves what it could not send there for the next run.
 """
 
 from __future__ import annotations
@@ -84,9 +89,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import faust
-
-    from lianwatch.streams.app import WorkerConfig, build_app, stats
+    from lianwatch.errors import BrokerError, StoreError
+    from lianwatch.streams.config import WorkerConfig
     from lianwatch.streams.ref import RefFollower
     from lianwatch.streams.topics import Topics, changelog_specs, ensure_topics
 
@@ -103,20 +107,21 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger("kafka").setLevel(logging.ERROR)
     try:
         ensure_topics(args.bootstrap, topics, extra=changelog_specs(args.app_id, topics))
-    except Exception as exc:  # noqa: BLE001 - broker unreachable, partition mismatch
+    except (BrokerError, ValueError) as exc:  # broker unreachable, partition mismatch
         raise CommandError(f"cannot set up topics on {args.bootstrap}: {exc}") from None
 
     follower = RefFollower(args.bootstrap, topics)
-    follower.bootstrap()
-    follower.start()
-
-    store = None
-    if not args.no_store and settings.store != "none":
-        try:
-            store = wiring.open_configured_store(settings)
-        except Exception as exc:  # noqa: BLE001
-            follower.stop()
-            raise CommandError(f"cannot open the alert store: {exc}") from None
+    try:
+        follower.bootstrap()
+        follower.start()
+    except BrokerError as exc:
+        follower.stop()
+        raise CommandError(str(exc)) from None
+    try:
+        store, writer, lock = _open_store(args, settings)
+    except (StoreError, OSError) as exc:
+        follower.stop()
+        raise CommandError(f"cannot open the alert store: {exc}") from None
 
     state_dir = args.state_dir or str(Path(settings.data_dir) / "faust")
     Path(state_dir).mkdir(parents=True, exist_ok=True)
@@ -128,17 +133,61 @@ def run(args: argparse.Namespace) -> int:
         tick_interval=args.tick_interval, batch_max=args.batch, batch_within=args.within,
         commit_interval=args.commit_interval, standby_replicas=args.standby,
         state_interval=args.state_interval,
-        session_timeout=args.session_timeout, rules=rules, tz=settings.zone, store=store,
+        session_timeout=args.session_timeout, rules=rules, tz=settings.zone, writer=writer,
         archive=not args.no_archive, idle_exit=args.idle_exit, latency_log=args.latency_log,
         stats_interval=args.stats, loglevel=args.loglevel, status_file=args.status_file,
-        input_mode=args.input,
+        input_mode=args.input, time_window=_time_window(settings),
     )
     if store is not None and args.clock == "wall" and not args.no_notify:
         # live only: an --clock event run re-plays history and must not text anyone
         cfg.notifier = wiring.make_notifier(store, follower.ref, settings)
-    app, state = build_app(cfg, follower)
-    worker = faust.Worker(app, loglevel=args.loglevel.upper(), quiet=True,
+    return _run_worker(cfg, follower, store, lock, args.loglevel)
+
+
+def _time_window(settings):
+    """The records' accepted times, from LIANWATCH_NOT_BEFORE / LIANWATCH_MAX_AHEAD_HOURS,
+    made again once a second of wall time."""
+    import time
+
+    from lianwatch.streams.family import live_window
+
+    w = settings.time_window(time.time())  # checks the settings once, at start
+    return live_window(earliest=w.earliest, ahead_s=settings.max_ahead_hours * 3600.0)
+
+
+def _open_store(args: argparse.Namespace, settings):
+    """The alert store and the writer the worker sends its rows through (retries with
+    backoff, spills to DATA_DIR/spill/<app id> while the store is away), or Nones."""
+    if args.no_store or settings.store == "none":
+        return None, None, None
+    from lianwatch.sinks.writer import Writer
+    from lianwatch.streams.sinks import claim_spill_dir
+
+    store = wiring.open_configured_store(settings)
+    spill, lock = claim_spill_dir(Path(settings.data_dir) / "spill", f"worker-{args.app_id}")
+    return store, Writer(store, spill_dir=spill, max_delay=0.02), lock
+
+
+def _run_worker(cfg, follower, store, lock, loglevel: str) -> int:
+    """Run the Faust worker until it stops; close everything; print the counters."""
+    import asyncio
+
+    import faust
+    import orjson
+
+    from lianwatch.streams.app import build_app
+
+    holder: list = []
+
+    def request_stop() -> None:
+        # the Faust worker's own shutdown (what SIGTERM does), from inside its loop
+        if not holder[1:]:
+            holder.append(asyncio.ensure_future(holder[0].stop(), loop=holder[0].loop))
+
+    parts = build_app(cfg, follower, request_stop)
+    worker = faust.Worker(parts.app, loglevel=loglevel.upper(), quiet=True,
                           redirect_stdouts=False, override_logging=False)
+    holder.append(worker)
     code = 0
     try:
         worker.execute_from_commandline()
@@ -146,10 +195,16 @@ def run(args: argparse.Namespace) -> int:
         code = int(exc.code or 0) if isinstance(exc.code, int) else 0
     finally:
         follower.stop()
-        state["sinks"].close()
+        if not parts.sinks.close(timeout=5.0) and cfg.writer is not None:
+            print("worker: rows not yet in the store are kept on disk for the next run: "
+                  f"{cfg.writer.spill.dir if cfg.writer.spill else '-'}", file=sys.stderr)
         if store is not None:
             store.close()
-        import orjson
+            if getattr(store.backend, "kind", "") == "chdb":
+                from lianwatch.sinks.chdb_backend import close_sessions
 
-        print("worker stopped: " + orjson.dumps(stats(state)).decode(), file=sys.stderr)
+                close_sessions()  # before interpreter exit (see its doc)
+        if lock is not None:
+            lock.close()
+        print("worker stopped: " + orjson.dumps(parts.stats()).decode(), file=sys.stderr)
     return code
